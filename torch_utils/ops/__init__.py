@@ -1,0 +1,1 @@
+"""Device-agnostic, twice-differentiable image ops in pure PyTorch (bias_act, upfirdn2d, ...)."""
