@@ -143,3 +143,35 @@ def make_cache_dir_path(*parts: str) -> str:
         or os.path.join(os.path.expanduser("~"), ".cache", "renyi-gan")
     )
     return os.path.join(root, *parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Building objects from configuration dicts ({"class_name": "package.module.Class", **kwargs}).
+
+ALLOWED_MODULE_PREFIXES = ("training.", "metrics.", "renyi.", "torch_utils.", "torch.optim.")
+
+
+def get_obj_by_name(name: str) -> Any:
+    """Import `package.module.attr` and return `attr`.
+
+    Only names under the project's own packages and `torch.optim` are allowed, so a config or
+    snapshot file can never make the program import arbitrary code.
+    """
+    import importlib
+
+    if not name.startswith(ALLOWED_MODULE_PREFIXES):
+        raise UserError(
+            f"refusing to build '{name}': only classes from "
+            f"{', '.join(p.rstrip('.') for p in ALLOWED_MODULE_PREFIXES)} may be named in a config"
+        )
+    module_name, _, attr = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"cannot find '{name}' ({err}); is the config from another version?") from None
+
+
+def construct_class_by_name(*args: Any, class_name: str, **kwargs: Any) -> Any:
+    """`get_obj_by_name(class_name)(*args, **kwargs)`."""
+    return get_obj_by_name(class_name)(*args, **kwargs)
