@@ -172,6 +172,9 @@ def _is_junk(name: str) -> bool:
     return name.startswith("__MACOSX/") or base.startswith("._")
 
 
+OFFICIAL_NAME_RE = re.compile(r"^\d{5}/img\d{8}\.png$")
+
+
 def _class_folder_labels(names: list[str]) -> tuple[dict[str, int], list[str]] | None:
     """If every name is `<common top folders>/<class>/<file>` with >= 2 classes, return
     ({name: class index}, sorted class names), else None."""
@@ -190,6 +193,8 @@ def _class_folder_labels(names: list[str]) -> tuple[dict[str, int], list[str]] |
     classes = sorted({p[depth] for p in parents})
     if len(classes) < 2:
         return None
+    if all(OFFICIAL_NAME_RE.match("/".join(n.split("/")[depth:])) for n in names):
+        return None  # the dataset layout itself (NNNNN/imgNNNNNNNN.png), not classes
     index = {c: i for i, c in enumerate(classes)}
     return {n: index[p[depth]] for n, p in zip(names, parents)}, classes
 

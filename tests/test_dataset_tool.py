@@ -198,6 +198,20 @@ def test_class_folder_in_plain_folder_and_labels_none(tmp_path):
                       "no 'dataset.json'")
 
 
+def test_reconverting_a_dataset_keeps_labels_and_official_layout_is_not_classes(tmp_path):
+    _class_zip(tmp_path / "src.zip")
+    assert run_tool("--source", tmp_path / "src.zip", "--dest", tmp_path / "a.zip").exit_code == 0
+    assert run_tool("--source", tmp_path / "a.zip", "--dest", tmp_path / "b").exit_code == 0
+    a, meta_a = read_zip_dataset(tmp_path / "a.zip")
+    meta_b = json.loads((tmp_path / "b" / "dataset.json").read_text())
+    assert meta_b["labels"] == meta_a["labels"]
+    (tmp_path / "b" / "dataset.json").unlink()  # NNNNN/ folders alone are not class folders
+    for k in range(1000, 1002):  # a second NNNNN folder
+        save(tmp_path / "b" / archive_name(k), a[0])
+    assert run_tool("--source", tmp_path / "b", "--dest", tmp_path / "c.zip").exit_code == 0
+    assert read_zip_dataset(tmp_path / "c.zip")[1] == {"labels": None}
+
+
 # ------------------------------------------------------------------------------------------------
 # transforms and options
 

@@ -42,7 +42,10 @@ def image_extensions() -> set[str]:
 
 
 def _file_ext(name: str) -> str:
-    return os.path.splitext(name)[1].lower()
+    """'a/b.PNG' -> '.png'; '' when the base name has no dot (or only a leading one)."""
+    base = name[name.rfind("/") + 1:]
+    dot = base.rfind(".")
+    return base[dot:].lower() if dot > 0 else ""
 
 
 def parse_labels_json(data: bytes | str, where: str) -> dict[str, Any] | None:
@@ -179,7 +182,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if xflip:
             self._raw_idx = np.tile(self._raw_idx, 2)
             self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
-        self.close()
 
     # -- file access ------------------------------------------------------------------------------
 
