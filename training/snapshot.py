@@ -19,8 +19,6 @@ Loading never runs code from the file: classes are named by string and rebuilt w
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -93,7 +91,7 @@ def read_snapshot(path: Union[str, os.PathLike]) -> dict:
         raise UserError(f"snapshot '{p}' not found; pass a network-snapshot-*.pt file from a run folder")
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, OSError) as err:
+    except Exception as err:  # anything torch.load's safe unpickler rejects or cannot parse
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
             f"'{p}' is not a snapshot of this project or is corrupt (safe loading refused it: {first[:200]}); "
