@@ -359,20 +359,23 @@ class SweepRunner:
             parts.append(f"{name}@{'?' if last is None else f'{last:g}'}kimg")
         return " ".join(parts)
 
-    def _stop_children(self, grace_s: float = 30.0) -> None:
-        for run in self.running.values():
-            if run.proc.poll() is None:
+    def _stop_children(self, grace_s: float = 10.0) -> None:
+        """SIGINT (train.py stops as on Ctrl-C), then SIGTERM, then SIGKILL, ``grace_s`` apart."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            alive = [r for r in self.running.values() if r.proc.poll() is None]
+            if not alive:
+                return
+            for run in alive:
                 try:
-                    run.proc.send_signal(signal.SIGINT)  # train.py stops like on Ctrl-C
+                    run.proc.send_signal(sig)
                 except OSError:
                     pass
-        deadline = time.time() + grace_s
-        for run in self.running.values():
-            try:
-                run.proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                run.proc.kill()
-                run.proc.wait()
+            deadline = time.time() + grace_s
+            for run in alive:
+                try:
+                    run.proc.wait(timeout=max(0.1, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    pass
 
     def run(self) -> dict[str, int]:
         """Run every unfinished trial; returns counts of final statuses. Raises `_Stop`/KeyboardInterrupt."""
@@ -389,7 +392,9 @@ class SweepRunner:
         last_postfix = 0.0
         try:
             while queue or self.running:
+                changed = False
                 while queue and len(self.running) < self.jobs:
+                    changed = True
                     trial = queue.pop(0)
                     run = self.start(trial)
                     resumed = self.sweep.state(trial)["attempts"][-1].get("resume")
@@ -401,6 +406,7 @@ class SweepRunner:
                     if rc is None:
                         continue
                     del self.running[name]
+                    changed = True
                     status = self.finish(run, rc)
                     done_now += status in ("done", "failed")
                     self.sweep.save()
@@ -412,7 +418,7 @@ class SweepRunner:
                         line += f" - {_verdict_line(v)}"
                     remaining = len(queue) + len(self.running)
                     bar.write(f"{line} | {remaining} left, ETA {self._eta(remaining)}")
-                if time.time() - last_postfix > 2.0 and self.running:
+                if self.running and (time.time() - last_postfix > 2.0 or changed):
                     bar.set_postfix_str(self._progress_postfix(), refresh=True)
                     last_postfix = time.time()
                 time.sleep(self.poll_s)
