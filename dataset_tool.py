@@ -369,7 +369,7 @@ def _open_mnist(path: Path, opts: ConvertOptions) -> Source:
     use_labels = opts.labels != "none"
     items = [
         Item(f"{path.name}[{k}]", functools.partial(PIL.Image.fromarray, images[k]), int(labels[k]) if use_labels else None)
-        for k in range(len(images))
+        for k in range(min(len(images), opts.max_images or len(images)))
     ]
     return Source(items, f"MNIST '{path}'", labels_note="labels: MNIST digits 0-9" if use_labels else "")
 
@@ -424,7 +424,7 @@ def _open_cifar10(path: Path, opts: ConvertOptions) -> Source:
     use_labels = opts.labels != "none"
     items = [
         Item(f"{path.name}[{k}]", functools.partial(PIL.Image.fromarray, images[k]), all_labels[k] if use_labels else None)
-        for k in range(len(images))
+        for k in range(min(len(images), opts.max_images or len(images)))
     ]
     return Source(items, f"CIFAR-10 '{path}'", labels_note="labels: CIFAR-10 classes 0-9" if use_labels else "")
 

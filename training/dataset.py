@@ -228,7 +228,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                         f"'{fname}' in dataset '{self._path}' has mode {img.mode} (need 8-bit grayscale or RGB); "
                         "convert the dataset with dataset_tool.py"
                     )
-                image = np.asarray(img)
+                image = np.array(img)  # a writable copy (torch warns about read-only arrays)
         except UserError:
             raise
         except (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile) as err:
