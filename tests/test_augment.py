@@ -22,7 +22,9 @@ from training.augment import (
     SYM2,
     SYM6,
     AugmentPipe,
+    RandomDraws,
     ada_update,
+    apply_color,
     augpipe_kwargs,
     imgfilter_bank,
 )
@@ -301,6 +303,18 @@ def test_generator_makes_draws_reproducible():
     b = pipe(x, generator=torch.Generator().manual_seed(9))
     c = pipe(x, generator=torch.Generator().manual_seed(10))
     assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_forward_is_draw_then_apply():
+    """forward = apply_geometry(draw_geometry) then apply_color(draw_color), with the same draws."""
+    pipe = AugmentPipe(**AUGPIPE_SPECS["bgc"])
+    x = smooth_images(4, 3, 16, dtype=torch.float32)
+    out = pipe(x, generator=torch.Generator().manual_seed(11))
+    rng = RandomDraws(4, x.dtype, x.device, torch.Generator().manual_seed(11))
+    G = pipe.draw_geometry(rng, 16, 16)
+    M = pipe.draw_color(rng, 3)
+    assert G.shape == (4, 3, 3) and M.shape == (4, 4, 4)
+    assert torch.allclose(out, apply_color(pipe.apply_geometry(x, G), M), atol=1e-6)
 
 
 def test_probability_scales_with_p():

@@ -81,7 +81,9 @@ from torch_utils.ops.bilinear_sample import bilinear_sample_pixels
 __all__ = [
     "AUGPIPE_SPECS",
     "AugmentPipe",
+    "RandomDraws",
     "ada_update",
+    "apply_color",
     "augpipe_kwargs",
     "imgfilter_bank",
     "SYM6",
@@ -332,6 +334,46 @@ def ada_update(p: float, signs_mean: float, target: float, batch: int, interval:
 # --------------------------------------------------------------------------------------------
 # The pipe.
 
+
+class RandomDraws:
+    """Per-batch random draws on one device/dtype, from ``generator`` or torch's global generator."""
+
+    def __init__(self, n: int, dtype: torch.dtype, device: torch.device, generator: Optional[torch.Generator] = None):
+        self.n, self.dtype, self.device, self.generator = n, dtype, device, generator
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, dtype=self.dtype, device=self.device, generator=self.generator)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(shape, dtype=self.dtype, device=self.device, generator=self.generator)
+
+    def gate(self, prob: torch.Tensor | float, value: torch.Tensor, neutral: float) -> torch.Tensor:
+        """Per sample: ``value`` where a U(0, 1) draw is below ``prob``, else ``neutral`` (value [N, ...])."""
+        chosen = self.rand(self.n) < prob
+        chosen = chosen.view(self.n, *([1] * (value.ndim - 1)))
+        return torch.where(chosen, value, torch.full_like(value, neutral))
+
+
+def apply_color(images: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """Apply per-sample colour matrices M [N, 4, 4] to images [N, C, H, W] with C = 3 or 1.
+
+    RGB: ``out = M[:3, :3] @ rgb + M[:3, 3]`` per pixel. Gray (C = 1): the pixel is taken as
+    (g, g, g) and the mean of the three outputs is kept:
+    ``out = g * mean_i(sum_j M[i, j]) + mean_i(M[i, 3])`` (i, j < 3).
+    """
+    N, C, H, W = images.shape
+    M = M.to(images.dtype)
+    flat = images.reshape(N, C, H * W)
+    if C == 3:
+        flat = M[:, :3, :3] @ flat + M[:, :3, 3:]
+    elif C == 1:
+        row = M[:, :3, :].mean(dim=1, keepdim=True)  # [N, 1, 4]
+        flat = flat * row[:, :, :3].sum(dim=2, keepdim=True) + row[:, :, 3:]
+    else:
+        raise UserError(f"AugmentPipe: colour augmentations need 1 or 3 channels, got {C}; disable them")
+    return flat.reshape(N, C, H, W)
+
+
 _FLAGS = (
     "xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac",
     "brightness", "contrast", "lumaflip", "hue", "saturation", "imgfilter", "noise", "cutout",
@@ -402,23 +444,34 @@ class AugmentPipe(torch.nn.Module):
         if images.ndim != 4 or not images.is_floating_point():
             raise UserError(f"AugmentPipe: expected float images [N, C, H, W], got {images.dtype} {list(images.shape)}")
         N, C, H, W = images.shape
-        dtype, device = images.dtype, images.device
-        p = self.p.to(dtype=dtype, device=device)
+        rng = RandomDraws(N, images.dtype, images.device, generator)
 
-        def rand(*shape: int) -> torch.Tensor:
-            return torch.rand(shape, dtype=dtype, device=device, generator=generator)
+        G = self.draw_geometry(rng, H, W)
+        if G is not None:
+            images = self.apply_geometry(images, G)
+        M = self.draw_color(rng, C)
+        if M is not None:
+            images = apply_color(images, M)
+        if self.imgfilter > 0:
+            images = self._imgfilter(images, rng)
+        if self.noise > 0:
+            sigma = rng.gate(self.noise * self._p(rng), rng.randn(N).abs() * self.noise_std, 0)
+            if bool((sigma > 0).any()):
+                images = images + rng.randn(N, C, H, W) * sigma.view(N, 1, 1, 1)
+        if self.cutout > 0:
+            images = self._cutout(images, rng)
+        return images
 
-        def randn(*shape: int) -> torch.Tensor:
-            return torch.randn(shape, dtype=dtype, device=device, generator=generator)
+    def _p(self, rng: "RandomDraws") -> torch.Tensor:
+        return self.p.to(dtype=rng.dtype, device=rng.device)
 
-        def gate(prob, value: torch.Tensor, neutral: float) -> torch.Tensor:
-            """value where a per-sample U(0,1) draw is below prob, else neutral (value is [N] or [N, k])."""
-            chosen = rand(N) < prob
-            if value.ndim > 1:
-                chosen = chosen.view(N, *([1] * (value.ndim - 1)))
-            return torch.where(chosen, value, torch.full_like(value, neutral))
+    def draw_geometry(self, rng: "RandomDraws", H: int, W: int) -> Optional[torch.Tensor]:
+        """Draw the per-sample geometric matrices G [N, 3, 3] (output -> input, centred pixel coords).
 
-        # ---- geometric: G maps output (centred pixel) coordinates to input coordinates.
+        Returns None when no geometric augmentation is enabled or none was drawn (all identity).
+        """
+        N, dtype, device, p = rng.n, rng.dtype, rng.device, self._p(rng)
+        gate, rand, randn = rng.gate, rng.rand, rng.randn
         eye3 = torch.eye(3, dtype=dtype, device=device).expand(N, 3, 3)
         G = eye3
         if self.xflip > 0:
@@ -448,97 +501,101 @@ class AugmentPipe(torch.nn.Module):
         if self.xfrac > 0:
             t = gate(self.xfrac * p, randn(N, 2) * self.xfrac_std, 0)
             G = G @ _translate2d(-t[:, 0] * W, -t[:, 1] * H)
-        if G is not eye3 and not torch.equal(G, eye3):
-            images = self.apply_geometry(images, G)
+        if G is eye3 or torch.equal(G, eye3):
+            return None
+        return G
 
-        # ---- colour: M acts on (r, g, b, 1).
-        M = None
-        if any(getattr(self, name) > 0 for name in ("brightness", "contrast", "lumaflip", "hue", "saturation")):
-            if C not in (1, 3):
-                raise UserError(f"AugmentPipe: colour augmentations need 1 or 3 channels, got {C}; disable them")
-            eye = torch.eye(3, dtype=dtype, device=device).expand(N, 3, 3)
-            v = torch.full((3,), 1 / math.sqrt(3), dtype=dtype, device=device)
-            vvT = torch.outer(v, v)
-            M = torch.eye(4, dtype=dtype, device=device).expand(N, 4, 4)
-            if self.brightness > 0:
-                b = gate(self.brightness * p, randn(N) * self.brightness_std, 0)
-                M = _color_matrix(eye, b[:, None].expand(N, 3)) @ M
-            if self.contrast > 0:
-                c = gate(self.contrast * p, torch.exp2(randn(N) * self.contrast_std), 1)
-                M = _color_matrix(eye * c[:, None, None]) @ M
-            if self.lumaflip > 0:
-                flip = gate(self.lumaflip * p, torch.floor(rand(N) * 2), 0)
-                M = _color_matrix(eye - 2 * vvT * flip[:, None, None]) @ M
-            if self.hue > 0:
-                theta = gate(self.hue * p, (rand(N) * 2 - 1) * math.pi * self.hue_max, 0)
-                cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
-                cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=dtype, device=device) / math.sqrt(3)
-                rot = cos * eye + sin * cross + (1 - cos) * vvT  # Rodrigues' formula about v
-                M = _color_matrix(rot) @ M
-            if self.saturation > 0:
-                s = gate(self.saturation * p, torch.exp2(randn(N) * self.saturation_std), 1)
-                M = _color_matrix(vvT + (eye - vvT) * s[:, None, None]) @ M
-            if torch.equal(M, torch.eye(4, dtype=dtype, device=device).expand(N, 4, 4)):
-                M = None
-        if M is not None:
-            flat = images.reshape(N, C, H * W)
-            if C == 3:
-                flat = M[:, :3, :3] @ flat + M[:, :3, 3:]
-            else:
-                row = M[:, :3, :].mean(dim=1, keepdim=True)  # [N, 1, 4]: mean of the RGB outputs for gray input
-                flat = flat * row[:, :, :3].sum(dim=2, keepdim=True) + row[:, :, 3:]
-            images = flat.reshape(N, C, H, W)
+    def draw_color(self, rng: "RandomDraws", C: int) -> Optional[torch.Tensor]:
+        """Draw the per-sample colour matrices M [N, 4, 4] acting on (r, g, b, 1), or None if identity."""
+        if not any(getattr(self, name) > 0 for name in ("brightness", "contrast", "lumaflip", "hue", "saturation")):
+            return None
+        if C not in (1, 3):
+            raise UserError(f"AugmentPipe: colour augmentations need 1 or 3 channels, got {C}; disable them")
+        N, dtype, device, p = rng.n, rng.dtype, rng.device, self._p(rng)
+        gate, rand, randn = rng.gate, rng.rand, rng.randn
+        eye = torch.eye(3, dtype=dtype, device=device).expand(N, 3, 3)
+        v = torch.full((3,), 1 / math.sqrt(3), dtype=dtype, device=device)
+        vvT = torch.outer(v, v)
+        M = torch.eye(4, dtype=dtype, device=device).expand(N, 4, 4)
+        if self.brightness > 0:
+            b = gate(self.brightness * p, randn(N) * self.brightness_std, 0)
+            M = _color_matrix(eye, b[:, None].expand(N, 3)) @ M
+        if self.contrast > 0:
+            c = gate(self.contrast * p, torch.exp2(randn(N) * self.contrast_std), 1)
+            M = _color_matrix(eye * c[:, None, None]) @ M
+        if self.lumaflip > 0:
+            flip = gate(self.lumaflip * p, torch.floor(rand(N) * 2), 0)
+            M = _color_matrix(eye - 2 * vvT * flip[:, None, None]) @ M
+        if self.hue > 0:
+            theta = gate(self.hue * p, (rand(N) * 2 - 1) * math.pi * self.hue_max, 0)
+            cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+            cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=dtype, device=device) / math.sqrt(3)
+            rot = cos * eye + sin * cross + (1 - cos) * vvT  # Rodrigues' formula about v
+            M = _color_matrix(rot) @ M
+        if self.saturation > 0:
+            s = gate(self.saturation * p, torch.exp2(randn(N) * self.saturation_std), 1)
+            M = _color_matrix(vvT + (eye - vvT) * s[:, None, None]) @ M
+        if torch.equal(M, torch.eye(4, dtype=dtype, device=device).expand(N, 4, 4)):
+            return None
+        return M
 
-        # ---- image-space filter bank.
-        if self.imgfilter > 0:
-            bank = torch.as_tensor(self.imgfilter_bank, dtype=dtype, device=device)
-            power = torch.tensor(IMGFILTER_EXPECTED_POWER, dtype=dtype, device=device)
-            gains = torch.ones(N, bank.shape[0], dtype=dtype, device=device)
-            applied = torch.zeros(N, dtype=torch.bool, device=device)
-            for band, strength in enumerate(self.imgfilter_bands):
-                chosen = rand(N) < self.imgfilter * strength * p
-                t_band = torch.where(chosen, torch.exp2(randn(N) * self.imgfilter_std), torch.ones(N, dtype=dtype, device=device))
-                t = torch.ones_like(gains)
-                t[:, band] = t_band
-                gains = gains * t / (power * t.square()).sum(dim=1, keepdim=True).sqrt()
-                applied |= chosen
-            if bool(applied.any()):
-                images = self._filter_per_sample(images, gains @ bank)
-
-        # ---- additive noise.
-        if self.noise > 0:
-            sigma = gate(self.noise * p, randn(N).abs() * self.noise_std, 0)
-            if bool((sigma > 0).any()):
-                images = images + randn(N, C, H, W) * sigma.view(N, 1, 1, 1)
-
-        # ---- cutout.
-        if self.cutout > 0:
-            size = gate(self.cutout * p, torch.full((N,), self.cutout_size, dtype=dtype, device=device), 0)
-            if bool((size > 0).any()):
-                centre = rand(N, 2)
-                xs = (torch.arange(W, dtype=dtype, device=device) + 0.5) / W
-                ys = (torch.arange(H, dtype=dtype, device=device) + 0.5) / H
-                outside_x = (xs[None, :] - centre[:, :1]).abs() >= size[:, None] / 2  # [N, W]
-                outside_y = (ys[None, :] - centre[:, 1:]).abs() >= size[:, None] / 2  # [N, H]
-                keep = outside_x[:, None, None, :] | outside_y[:, None, :, None]
-                images = images * keep.to(dtype)
+    def _imgfilter(self, images: torch.Tensor, rng: "RandomDraws") -> torch.Tensor:
+        N, dtype, device, p = rng.n, rng.dtype, rng.device, self._p(rng)
+        bank = torch.as_tensor(self.imgfilter_bank, dtype=dtype, device=device)
+        power = torch.tensor(IMGFILTER_EXPECTED_POWER, dtype=dtype, device=device)
+        gains = torch.ones(N, bank.shape[0], dtype=dtype, device=device)
+        applied = torch.zeros(N, dtype=torch.bool, device=device)
+        for band, strength in enumerate(self.imgfilter_bands):
+            chosen = rng.rand(N) < self.imgfilter * strength * p
+            t_band = torch.where(chosen, torch.exp2(rng.randn(N) * self.imgfilter_std), torch.ones(N, dtype=dtype, device=device))
+            t = torch.ones_like(gains)
+            t[:, band] = t_band
+            gains = gains * t / (power * t.square()).sum(dim=1, keepdim=True).sqrt()
+            applied |= chosen
+        if bool(applied.any()):
+            images = self._filter_per_sample(images, gains @ bank)
         return images
 
-    # ----------------------------------------------------------------------------------------
+    def _cutout(self, images: torch.Tensor, rng: "RandomDraws") -> torch.Tensor:
+        N, C, H, W = images.shape
+        dtype, device, p = rng.dtype, rng.device, self._p(rng)
+        size = rng.gate(self.cutout * p, torch.full((N,), self.cutout_size, dtype=dtype, device=device), 0)
+        if bool((size > 0).any()):
+            centre = rng.rand(N, 2)
+            xs = (torch.arange(W, dtype=dtype, device=device) + 0.5) / W
+            ys = (torch.arange(H, dtype=dtype, device=device) + 0.5) / H
+            outside_x = (xs[None, :] - centre[:, :1]).abs() >= size[:, None] / 2  # [N, W]
+            outside_y = (ys[None, :] - centre[:, 1:]).abs() >= size[:, None] / 2  # [N, H]
+            keep = outside_x[:, None, None, :] | outside_y[:, None, :, None]
+            images = images * keep.to(dtype)
+        return images
+
     def apply_geometry(self, images: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         """Resample ``images`` [N, C, H, W] so that ``out(y) = in(G[n] y)`` in centred pixel coordinates.
 
         Coordinates: pixel (j, i) is at ``(j - (W-1)/2, i - (H-1)/2)``, x right, y down; ``G`` is
         [N, 3, 3] homogeneous (output -> input). Steps: reflect pad (as needed, at most size - 1 per
-        side), 2x upsample with sym6, bilinear sampling (zeros beyond the padding), 2x downsample.
+        side), 2x upsample, bilinear sampling (zeros beyond the padding), 2x downsample.
         Public so tests can apply a known matrix; differentiable twice in ``images``.
+        """
+        upsampled, ix, iy = self.geometry_sampling_inputs(images, G)
+        N, C = images.shape[:2]
+        Sy, Sx = ix.shape[1:]
+        x = bilinear_sample_pixels(upsampled, ix.reshape(N, -1), iy.reshape(N, -1)).reshape(N, C, Sy, Sx)
+        return _downsample2x(x, torch.as_tensor(self.geom_filters.down, dtype=images.dtype, device=images.device))
+
+    def geometry_sampling_inputs(self, images: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first half of `apply_geometry`: (padded 2x-upsampled images, ix, iy).
+
+        ``ix``/``iy`` are [N, S_y, S_x] pixel positions in the upsampled image (S = 2 * size +
+        len(down filter) - 2) at which the bilinear sampler reads; `bench/augment_speed.py` also
+        feeds them to ``grid_sample`` as the baseline.
         """
         N, C, H, W = images.shape
         dtype, device = images.dtype, images.device
         spec = self.geom_filters
         f_up = torch.as_tensor(spec.up, dtype=dtype, device=device)
-        f_down = torch.as_tensor(spec.down, dtype=dtype, device=device)
-        Lu, Ld = f_up.numel(), f_down.numel()
+        Lu, Ld = f_up.numel(), len(spec.down)
         cu, cd = spec.up_centre, spec.down_centre
         offset = cu - (Lu - 1) // 2  # input sample m sits at upsampled position 2m + offset
         Gd = G.to(dtype=torch.float64, device=device)
@@ -576,8 +633,7 @@ class AugmentPipe(torch.nn.Module):
         sy = torch.arange(Sy, dtype=dtype, device=device).view(1, Sy, 1)
         ix = A[:, 0, 0].view(N, 1, 1) * sx + A[:, 0, 1].view(N, 1, 1) * sy + A[:, 0, 2].view(N, 1, 1)
         iy = A[:, 1, 0].view(N, 1, 1) * sx + A[:, 1, 1].view(N, 1, 1) * sy + A[:, 1, 2].view(N, 1, 1)
-        x = bilinear_sample_pixels(x, ix.reshape(N, -1), iy.reshape(N, -1)).reshape(N, C, Sy, Sx)
-        return _downsample2x(x, f_down)
+        return x, ix, iy
 
     def _filter_per_sample(self, images: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
         """Filter each sample separably (rows then columns) with its own symmetric 1-D filter [N, T]."""
