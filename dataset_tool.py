@@ -18,7 +18,7 @@ Every image is converted to 8-bit grayscale (1 channel) or RGB (3 channels): pal
 expanded, 16-bit images scaled (v -> round(v / 257)), alpha channels dropped with a warning.
 Then, in this order: `--crop x,y,w,h`, the `--transform`, and a resize to `--resolution` with the
 `--resize-filter` (box by default). All output images must share one square power-of-two size
-and one channel count.
+and one channel count. `--workers N` decodes and encodes in N processes (same output).
 
 `ensure_embedded_mnist()` builds `datasets/mnist32.zip` from the repo's `data/mnist` copy (its
 SHA-256 checksums verified) and is what `train.py` uses when no `--data` is given.
@@ -26,11 +26,13 @@ SHA-256 checksums verified) and is what `train.py` uses when no `--data` is give
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import pickle
 import re
@@ -490,7 +492,8 @@ def to_l_or_rgb(img: PIL.Image.Image, name: str, stats: Stats) -> PIL.Image.Imag
 
 
 class Converter:
-    """Applies crop, transform and resize; checks every image matches the first one."""
+    """Applies mode conversion, crop, transform and resize (`__call__`, stateless apart from the
+    warning lists in `stats`); `check` verifies, in order, that every image matches the first."""
 
     def __init__(self, opts: ConvertOptions) -> None:
         self.opts = opts
@@ -522,7 +525,6 @@ class Converter:
                 return None
         if R is not None and img.size != (R, R):
             img = img.resize((R, R), self.resample)
-        self._check(img, name)
         return img
 
     def _center_crop_wide(self, img: PIL.Image.Image, name: str) -> Optional[PIL.Image.Image]:
@@ -541,22 +543,22 @@ class Converter:
         canvas.paste(content, (0, (W - H) // 2))
         return canvas
 
-    def _check(self, img: PIL.Image.Image, name: str) -> None:
+    def check(self, size: tuple[int, int], mode: str, name: str) -> None:
         if self.first is None:
-            w, h = img.size
+            w, h = size
             if w != h or not is_power_of_two(w):
                 raise UserError(
                     f"'{name}' gives {w}x{h} images, but the output must be square with a power-of-two side "
                     "(>= 4): pass --resolution N (with --transform center-crop or --crop to keep the aspect ratio)"
                 )
-            self.first = (name, img.size, img.mode)
+            self.first = (name, size, mode)
             return
-        first_name, size, mode = self.first
-        if img.size != size or img.mode != mode:
-            hint = "--channels 1 or 3" if img.size == size else "--resolution N with --transform center-crop"
+        first_name, first_size, first_mode = self.first
+        if size != first_size or mode != first_mode:
+            hint = "--channels 1 or 3" if size == first_size else "--resolution N with --transform center-crop"
             raise UserError(
-                f"'{name}' gives a {img.width}x{img.height} {img.mode} image but the first one, '{first_name}', "
-                f"gave {size[0]}x{size[1]} {mode}; all images must match: use {hint}"
+                f"'{name}' gives a {size[0]}x{size[1]} {mode} image but the first one, '{first_name}', "
+                f"gave {first_size[0]}x{first_size[1]} {first_mode}; all images must match: use {hint}"
             )
 
 
@@ -622,16 +624,55 @@ class ConvertResult:
     class_names: Optional[list[str]] = None
 
 
+# One converted image: PNG bytes (None if dropped), its (w, h) and mode, and its warnings.
+Converted = tuple[Optional[bytes], tuple[int, int], str, Stats]
+
+
+def convert_item(conv: Converter, item: Item) -> Converted:
+    conv.stats = Stats()
+    img = conv(item.load(), item.name)
+    if img is None:
+        return None, (0, 0), "", conv.stats
+    return encode_png(img), img.size, img.mode, conv.stats
+
+
+_worker_state: dict[str, Any] = {}  # per worker process: its own open source and converter
+
+
+def _worker_init(source: str, opts: ConvertOptions) -> None:
+    _worker_state["src"] = open_source(source, opts)
+    _worker_state["conv"] = Converter(opts)
+
+
+def _worker_convert(idx: int) -> Converted:
+    return convert_item(_worker_state["conv"], _worker_state["src"].items[idx])
+
+
+def _converted_stream(source: str | os.PathLike, src: Source, items: list[Item], opts: ConvertOptions,
+                      workers: int, stack: contextlib.ExitStack) -> Iterable[Converted]:
+    """Converted images in source order, from this process or from `workers` processes (each
+    re-opens the source itself, so nothing unpicklable crosses the process boundary)."""
+    if workers <= 1 or len(items) < 256:
+        conv = Converter(opts)
+        return (convert_item(conv, item) for item in items)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = stack.enter_context(ctx.Pool(workers, initializer=_worker_init, initargs=(str(source), opts)))
+    return pool.imap(_worker_convert, range(len(items)), chunksize=64)
+
+
 def convert_dataset(
     source: str | os.PathLike,
     dest: str | os.PathLike,
     opts: Optional[ConvertOptions] = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    workers: int = 1,
 ) -> ConvertResult:
     """Convert `source` into the dataset `dest` (a .zip or new/empty folder), atomically.
 
-    Nothing is left at `dest` if any image fails; `UserError` explains what to fix.
+    Nothing is left at `dest` if any image fails; `UserError` explains what to fix. `workers > 1`
+    decodes and encodes in that many processes (the output is identical).
     """
     opts = opts or ConvertOptions()
     opts.validate()
@@ -640,11 +681,11 @@ def convert_dataset(
     src = open_source(source, opts)
     try:
         items = src.items[: opts.max_images] if opts.max_images else src.items
-        conv = Converter(opts)
+        conv = Converter(opts)  # checks sizes and collects warnings in this process
         labels: list[list[Any]] = []
         n_unlabelled = 0
         is_zip = dest.suffix.lower() == ".zip"
-        with atomic_path(dest, overwrite=empty_dir) as tmp:
+        with atomic_path(dest, overwrite=empty_dir) as tmp, contextlib.ExitStack() as stack:
             zf = zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) if is_zip else None
             try:
                 if zf is None:
@@ -658,15 +699,18 @@ def convert_dataset(
                         p.parent.mkdir(parents=True, exist_ok=True)
                         p.write_bytes(data)
 
-                bar = tqdm(items, total=len(items), unit="img", desc="converting", disable=not progress,
+                stream = _converted_stream(source, src, items, opts, workers, stack)
+                bar = tqdm(stream, total=len(items), unit="img", desc="converting", disable=not progress,
                            mininterval=0.5, file=sys.stderr)
                 n = 0
-                for item in bar:
-                    img = conv(item.load(), item.name)
-                    if img is None:
+                for item, (png, size, mode, stats) in zip(items, bar):
+                    for key in ("alpha_dropped", "sixteen_bit", "too_small"):
+                        getattr(conv.stats, key).extend(getattr(stats, key))
+                    if png is None:
                         continue
+                    conv.check(size, mode, item.name)
                     fname = archive_name(n)
-                    write(fname, encode_png(img))
+                    write(fname, png)
                     if item.label is None:
                         n_unlabelled += 1
                     else:
@@ -767,6 +811,8 @@ def _check_existing_mnist(dest: Path, resolution: int) -> None:
               help="auto: dataset.json if present, else <class>/<image> folders, else none.")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="Force grayscale (1) or RGB (3) output.")
 @click.option("--mnist-pad/--no-mnist-pad", default=True, show_default=True, help="Pad MNIST 28x28 to 32x32.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes that decode and encode images (the output is the same).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @cli_main
 def main(
@@ -782,6 +828,7 @@ def main(
     labels: str,
     channels: Optional[str],
     mnist_pad: bool,
+    workers: int,
     progress: bool,
 ) -> None:
     """Convert images into a dataset for train.py (a .zip or folder of PNGs plus dataset.json).
@@ -812,7 +859,7 @@ def main(
         labels=labels,
         mnist_pad=mnist_pad,
     )
-    result = convert_dataset(source, dest, opts, progress=progress)
+    result = convert_dataset(source, dest, opts, progress=progress, workers=workers)
     c, h, w = result.image_shape
     print(
         f"wrote {result.num_images} images ({w}x{h}, {c} channel{'s' if c > 1 else ''}, "

@@ -3,7 +3,8 @@
 For each source (the embedded MNIST IDX, and the shared CIFAR-10 class-folder zip when present) it
 converts the first `--images` images and times:
 
-  convert   dataset_tool.convert_dataset (what `python dataset_tool.py` runs, no progress bar)
+  convert   dataset_tool.convert_dataset (what `python dataset_tool.py` runs, no progress bar),
+            in 1 process and with `--workers 2`
   baseline  the straightforward loop: PIL.Image.open on each source image (or fromarray for IDX),
             Pillow PNG save with compress_level=0, zipfile.writestr
   read      ImageFolderDataset through a torch DataLoader (batch 64), 0 and 2 workers
@@ -99,10 +100,12 @@ def main(images: int, shared: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, src, baseline in sources:
             out = Path(tmp) / f"{label.split()[0]}.zip"
-            n, t = timed(lambda: convert_dataset(src, out, ConvertOptions(max_images=images), progress=False,
-                                                 log=lambda s: None).num_images)
             nb, tb = timed(lambda: baseline(src, Path(tmp) / "baseline.zip", images))
-            rows.append((label, "convert: dataset_tool", n, t, tb / nb * n / t))
+            for workers in (1, 2):
+                dest = out if workers == 1 else Path(tmp) / f"{label.split()[0]}-w{workers}.zip"
+                n, t = timed(lambda: convert_dataset(src, dest, ConvertOptions(max_images=images), progress=False,
+                                                     log=lambda s: None, workers=workers).num_images)
+                rows.append((label, f"convert: dataset_tool, {workers} proc", n, t, tb / nb * n / t))
             rows.append((label, "convert: baseline PIL loop", nb, tb, 1.0))
             nr, trb = timed(lambda: baseline_read(out))
             for workers in (0, 2):
@@ -112,10 +115,10 @@ def main(images: int, shared: Path) -> None:
     load1 = os.getloadavg()
     print(f"\ndataset speed ({images} images per source, {os.cpu_count()} CPUs, torch threads "
           f"{torch.get_num_threads()}; load average {load0[0]:.1f} at start, {load1[0]:.1f} at end)")
-    print(f"| {'source':<16} | {'stage':<28} | {'images':>7} | {'seconds':>8} | {'images/s':>9} | {'vs baseline':>11} |")
-    print(f"|{'-' * 18}|{'-' * 30}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 13}|")
+    print(f"| {'source':<16} | {'stage':<30} | {'images':>7} | {'seconds':>8} | {'images/s':>9} | {'vs baseline':>11} |")
+    print(f"|{'-' * 18}|{'-' * 32}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 13}|")
     for label, stage, n, t, ratio in rows:
-        print(f"| {label:<16} | {stage:<28} | {n:>7} | {t:>8.2f} | {n / t:>9.0f} | {ratio:>10.2f}x |")
+        print(f"| {label:<16} | {stage:<30} | {n:>7} | {t:>8.2f} | {n / t:>9.0f} | {ratio:>10.2f}x |")
 
 
 if __name__ == "__main__":

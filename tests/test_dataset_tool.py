@@ -6,7 +6,6 @@ Bad input must give exit status 2, one `error: ...` line, no traceback, and leav
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool
-from dataset_tool import ConvertOptions, archive_name, convert_dataset, ensure_embedded_mnist
+from dataset_tool import archive_name, ensure_embedded_mnist
 from dnnlib.util import UserError
 from training.dataset import ImageFolderDataset
 
@@ -297,6 +296,22 @@ def test_mode_conversions_rgba_palette_16bit_la(tmp_path):
     assert res.exit_code == 0 and "alpha" in res.stderr
     (got,), _ = read_zip_dataset(tmp_path / "la.zip")
     np.testing.assert_array_equal(got, gray)
+
+
+def test_worker_processes_give_identical_output_and_clean_errors(tmp_path):
+    for k in range(300):
+        save(tmp_path / "src" / f"{k:03d}.png", rand((4, 4, 3), seed=k))
+    assert run_tool("--source", tmp_path / "src", "--dest", tmp_path / "one.zip").exit_code == 0
+    res = run_tool("--source", tmp_path / "src", "--dest", tmp_path / "two.zip", "--workers", 2)
+    assert res.exit_code == 0, res.output
+    a, meta_a = read_zip_dataset(tmp_path / "one.zip")
+    b, meta_b = read_zip_dataset(tmp_path / "two.zip")
+    assert len(a) == len(b) == 300 and meta_a == meta_b
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    (tmp_path / "src" / "290.png").write_bytes(b"broken")
+    assert_user_error(run_tool("--source", tmp_path / "src", "--dest", tmp_path / "three.zip", "--workers", 2),
+                      "290.png", "cannot decode")
+    assert not (tmp_path / "three.zip").exists()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -599,7 +614,8 @@ def test_celeba_crop_64_first_images(tmp_path, shared_data):
 @pytest.mark.slow
 def test_celeba_crop_64_all_10000(tmp_path, shared_data):
     src = _celeba(shared_data)
-    res = run_tool("--source", src, "--dest", tmp_path / "c.zip", "--crop", "17,27,54,54", "--resolution", 64)
+    res = run_tool("--source", src, "--dest", tmp_path / "c.zip", "--crop", "17,27,54,54", "--resolution", 64,
+                   "--workers", 2)
     assert res.exit_code == 0, res.output
     assert "wrote 10000 images (64x64, 3 channels, unlabelled)" in res.stdout
     ds = ImageFolderDataset(tmp_path / "c.zip", resolution=64)
@@ -634,7 +650,7 @@ def test_cifar10_class_zip_first_images(tmp_path, shared_data):
 @pytest.mark.slow
 def test_cifar10_class_zip_all_50000(tmp_path, shared_data):
     src = _cifar(shared_data)
-    res = run_tool("--source", src, "--dest", tmp_path / "c.zip")
+    res = run_tool("--source", src, "--dest", tmp_path / "c.zip", "--workers", 2)
     assert res.exit_code == 0, res.output
     assert "wrote 50000 images (32x32, 3 channels, labelled)" in res.stdout
     _, meta = read_zip_dataset_meta(tmp_path / "c.zip")
