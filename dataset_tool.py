@@ -752,13 +752,16 @@ def convert_dataset(
 # Embedded MNIST
 
 
-def ensure_embedded_mnist(dest: str | os.PathLike = DEFAULT_MNIST_ZIP, resolution: int = 32) -> Path:
+def ensure_embedded_mnist(dest: str | os.PathLike | None = DEFAULT_MNIST_ZIP, resolution: int = 32) -> Path:
     """Return the path of the labelled MNIST training set as a dataset zip, building it once.
 
     Builds 60,000 grayscale `resolution` x `resolution` images (28x28 padded to 32x32, then
-    resized if `resolution != 32`) from `data/mnist` after verifying its SHA-256 checksums. An
-    existing `dest` is checked (image count, size) and reused, never overwritten.
+    box-resized if `resolution != 32`) from `data/mnist` after verifying its SHA-256 checksums.
+    An existing `dest` is checked (image count, size) and reused, never overwritten. `dest=None`
+    (or the default with another resolution) means `datasets/mnist<resolution>.zip` in the repo.
     """
+    if dest is None or (Path(dest) == DEFAULT_MNIST_ZIP and resolution != 32):
+        dest = REPO_ROOT / "datasets" / f"mnist{resolution}.zip"
     dest = Path(dest)
     if dest.exists():
         _check_existing_mnist(dest, resolution)
