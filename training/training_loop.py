@@ -426,7 +426,7 @@ def training_loop(
             grid_z = torch.randn([labels.shape[0], G.z_dim], generator=torch.Generator().manual_seed(random_seed)).to(dev)
             grid_c = torch.from_numpy(labels).to(dev)
             if resume_state is None:
-                save_image_grid(generate_grid(G_ema, grid_z, grid_c, batch_gpu), os.path.join(run_dir, "fakes_init.png"), (-1, 1), grid_size)
+                save_image_grid(generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 64)), os.path.join(run_dir, "fakes_init.png"), (-1, 1), grid_size)
 
     label_dim = training_set.label_dim
     num_phases = len(phases)
@@ -626,7 +626,7 @@ def training_loop(
             if is_main and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
                 if ema_follows_G:
                     misc.copy_params_and_buffers(G, G_ema, require_all=True)
-                images = generate_grid(G_ema, grid_z, grid_c, batch_gpu)
+                images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 64))
                 save_image_grid(images, os.path.join(run_dir, f"fakes{cur_nimg // 1000:06d}.png"), (-1, 1), grid_size)
 
             # Network snapshot, metrics.
