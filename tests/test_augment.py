@@ -340,6 +340,15 @@ def test_identity_and_integer_translation_are_exact(geom_filter):
     assert (y - torch.roll(x, (2, -3), dims=(2, 3)))[..., 3:-3, 4:-4].abs().max() < 1e-9
 
 
+def test_flips_are_exact_with_cdf97_and_slightly_blurred_with_sym6():
+    x = smooth_images(4, 1, 32)
+    flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)).expand(4, 3, 3)
+    err = {name: (AugmentPipe(geom_filter=name).apply_geometry(x, flip) - x.flip(3)).abs().max().item()
+           for name in ("cdf97", "sym6")}
+    assert err["cdf97"] < 1e-10
+    assert 1e-3 < err["sym6"] < 0.2
+
+
 def test_known_rotation_matches_the_analytic_image():
     """Sample a smooth analytic image f, rotate it by 30 degrees, compare with f(G y) pixel by pixel."""
     size = 32
@@ -433,3 +442,27 @@ def test_p_above_one_saturates():
     x = smooth_images(16, 1, 8, dtype=torch.float32)
     moved = ((pipe(x) - x).flatten(1).abs().amax(dim=1) > 1e-5)
     assert moved.all()
+
+
+def test_only_transformed_samples_are_resampled_and_gradients_flow():
+    """With p < 1 some samples draw no geometry: they pass through exactly, the rest are resampled."""
+    pipe = AugmentPipe(**AUGPIPE_SPECS["geom"])
+    pipe.p.fill_(0.15)
+    x = smooth_images(2, 1, 6)
+    for seed in range(200):  # the first seed where exactly one of the two samples moves
+        rng = RandomDraws(2, x.dtype, x.device, torch.Generator().manual_seed(seed))
+        G = pipe.draw_geometry(rng, 6, 6)
+        if G is not None and int((G != torch.eye(3, dtype=G.dtype)).flatten(1).any(1).sum()) == 1:
+            break
+    else:
+        pytest.fail("no seed with exactly one transformed sample")
+    moved = (G != torch.eye(3, dtype=G.dtype)).flatten(1).any(1)
+
+    def fn(inp):
+        return pipe(inp, generator=torch.Generator().manual_seed(seed)).square()
+
+    out = pipe(x, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(out[~moved], x[~moved])
+    assert torch.allclose(out[moved], pipe.apply_geometry(x[moved], G[moved]), atol=1e-12)
+    xg = x.clone().requires_grad_(True)
+    assert torch.autograd.gradgradcheck(fn, (xg,), eps=1e-6, atol=1e-5, fast_mode=True)
