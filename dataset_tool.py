@@ -230,14 +230,22 @@ def _open_file_tree(path: Path, opts: ConvertOptions) -> Source:
                     "refusing to read this archive: repack it with relative names"
                 )
         files = [i.filename for i in infos if not i.is_dir()]
+        handles = {os.getpid(): zf}  # one handle per process: a forked worker opens its own
 
         def read(name: str) -> bytes:
             try:
-                return zf.read(name)
+                handle = handles.get(os.getpid())
+                if handle is None:
+                    handle = handles[os.getpid()] = zipfile.ZipFile(path)
+                return handle.read(name)
             except (zipfile.BadZipFile, OSError, EOFError) as err:
                 raise UserError(f"cannot read '{name}' from '{path}' ({err}); the zip is damaged") from None
 
-        close = zf.close
+        def close() -> None:
+            handle = handles.pop(os.getpid(), None)
+            if handle is not None:
+                handle.close()
+
         kind = "zip"
 
     exts = image_extensions()
@@ -640,7 +648,8 @@ _worker_state: dict[str, Any] = {}  # per worker process: its own open source an
 
 
 def _worker_init(source: str, opts: ConvertOptions) -> None:
-    _worker_state["src"] = open_source(source, opts)
+    if "src" not in _worker_state:  # spawned (not forked): open the source again
+        _worker_state["src"] = open_source(source, opts)
     _worker_state["conv"] = Converter(opts)
 
 
@@ -650,13 +659,20 @@ def _worker_convert(idx: int) -> Converted:
 
 def _converted_stream(source: str | os.PathLike, src: Source, items: list[Item], opts: ConvertOptions,
                       workers: int, stack: contextlib.ExitStack) -> Iterable[Converted]:
-    """Converted images in source order, from this process or from `workers` processes (each
-    re-opens the source itself, so nothing unpicklable crosses the process boundary)."""
+    """Converted images in source order, from this process or from `workers` processes.
+
+    Workers get the source by fork (or, where fork is missing, open it again themselves), so no
+    image object crosses the process boundary; only the PNG bytes come back."""
     if workers <= 1 or len(items) < 256:
         conv = Converter(opts)
         return (convert_item(conv, item) for item in items)
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if "fork" in multiprocessing.get_all_start_methods():
+        # Forked workers inherit the opened source (zip handles are reopened per process).
+        ctx = multiprocessing.get_context("fork")
+        _worker_state["src"] = src
+        stack.callback(_worker_state.clear)
+    else:
+        ctx = multiprocessing.get_context("spawn")
     pool = stack.enter_context(ctx.Pool(workers, initializer=_worker_init, initargs=(str(source), opts)))
     return pool.imap(_worker_convert, range(len(items)), chunksize=64)
 
