@@ -10,8 +10,9 @@ converts the first `--images` images and times:
   read      ImageFolderDataset through a torch DataLoader (batch 64), 0 and 2 workers
   baseline  a plain loop over the same zip: zf.read + PIL decode + numpy array
 
-Prints one table (images/s; ratio = figure / baseline of the same stage). The load average is
-printed too: on a shared machine the figures are noisy.
+Prints one table (images/s and ratio = figure / baseline of the same stage, from wall time; plus
+CPU seconds, workers included, and images per CPU second). The load average is printed too: on a
+shared machine the wall-time figures are noisy.
 
 Usage: .venv/bin/python bench/dataset_speed.py [--images 10000] [--shared ../shared/data]
 """
@@ -40,10 +41,16 @@ from dataset_tool import ConvertOptions, archive_name, convert_dataset  # noqa: 
 from training.dataset import ImageFolderDataset  # noqa: E402
 
 
+CPU_SECONDS: list[float] = []  # CPU time (this process + reaped children) of each timed() call
+
+
 def timed(fn: Callable[[], int]) -> tuple[int, float]:
-    t0 = time.perf_counter()
+    """(fn(), wall seconds); also appends fn's CPU seconds, children included, to CPU_SECONDS."""
+    c0, t0 = os.times(), time.perf_counter()
     n = fn()
-    return n, time.perf_counter() - t0
+    wall, c1 = time.perf_counter() - t0, os.times()
+    CPU_SECONDS.append(sum(getattr(c1, k) - getattr(c0, k) for k in ("user", "system", "children_user", "children_system")))
+    return n, wall
 
 
 def baseline_convert_idx(src: Path, dest: Path, limit: int) -> int:
@@ -96,29 +103,35 @@ def main(images: int, shared: Path) -> None:
     else:
         print(f"(CIFAR-10 rows skipped: {cifar} not found)")
     load0 = os.getloadavg()
-    rows: list[tuple[str, str, int, float, float]] = []
+    rows: list[tuple[str, str, int, float, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, src, baseline in sources:
             out = Path(tmp) / f"{label.split()[0]}.zip"
             nb, tb = timed(lambda: baseline(src, Path(tmp) / "baseline.zip", images))
+            cb = CPU_SECONDS[-1]
             for workers in (1, 2):
                 dest = out if workers == 1 else Path(tmp) / f"{label.split()[0]}-w{workers}.zip"
                 n, t = timed(lambda: convert_dataset(src, dest, ConvertOptions(max_images=images), progress=False,
                                                      log=lambda s: None, workers=workers).num_images)
-                rows.append((label, f"convert: dataset_tool, {workers} proc", n, t, tb / nb * n / t))
-            rows.append((label, "convert: baseline PIL loop", nb, tb, 1.0))
+                rows.append((label, f"convert: dataset_tool, {workers} proc", n, t, CPU_SECONDS[-1], tb / nb * n / t))
+            rows.append((label, "convert: baseline PIL loop", nb, tb, cb, 1.0))
             nr, trb = timed(lambda: baseline_read(out))
+            crb = CPU_SECONDS[-1]
             for workers in (0, 2):
                 n2, t2 = timed(lambda: loader_read(out, workers))
-                rows.append((label, f"read: DataLoader, {workers} workers", n2, t2, (n2 / t2) / (nr / trb)))
-            rows.append((label, "read: baseline zip+PIL loop", nr, trb, 1.0))
+                rows.append((label, f"read: DataLoader, {workers} workers", n2, t2, CPU_SECONDS[-1], (n2 / t2) / (nr / trb)))
+            rows.append((label, "read: baseline zip+PIL loop", nr, trb, crb, 1.0))
     load1 = os.getloadavg()
     print(f"\ndataset speed ({images} images per source, {os.cpu_count()} CPUs, torch threads "
           f"{torch.get_num_threads()}; load average {load0[0]:.1f} at start, {load1[0]:.1f} at end)")
-    print(f"| {'source':<16} | {'stage':<30} | {'images':>7} | {'seconds':>8} | {'images/s':>9} | {'vs baseline':>11} |")
-    print(f"|{'-' * 18}|{'-' * 32}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 13}|")
-    for label, stage, n, t, ratio in rows:
-        print(f"| {label:<16} | {stage:<30} | {n:>7} | {t:>8.2f} | {n / t:>9.0f} | {ratio:>10.2f}x |")
+    print(f"| {'source':<16} | {'stage':<30} | {'images':>7} | {'seconds':>8} | {'images/s':>9} | {'vs baseline':>11} "
+          f"| {'CPU s':>6} | {'img/CPU-s':>9} |")
+    print(f"|{'-' * 18}|{'-' * 32}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 13}|{'-' * 8}|{'-' * 11}|")
+    for label, stage, n, t, cpu, ratio in rows:
+        print(f"| {label:<16} | {stage:<30} | {n:>7} | {t:>8.2f} | {n / t:>9.0f} | {ratio:>10.2f}x "
+              f"| {cpu:>6.2f} | {n / max(cpu, 1e-9):>9.0f} |")
+    print("images/s and 'vs baseline' use wall time; CPU s counts this process and its workers "
+          "(less sensitive to other jobs on the machine).")
 
 
 if __name__ == "__main__":
