@@ -1,0 +1,111 @@
+"""train.py: option validation (one line, exit 2), run naming, dry run, a tiny run, NaN exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import train
+from helpers_training import REPO_ROOT, make_tiny_mnist
+
+TINY = ["--cfg=dcgan", "--batch=8", "--batch-gpu=4", "--cbase=8", "--z-dim=16", "--tick=0.008"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_mnist(tmp_path_factory.mktemp("data") / "mnist16.zip", n=64)
+
+
+def _invoke(args):
+    return CliRunner().invoke(train.main, args, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("bad,needle", [
+    (["--gpus=3"], "--gpus=3"),
+    (["--gpus=2"], "not yet supported"),
+    (["--snap=0"], "--snap"),
+    (["--loss=nope"], "unknown generator loss"),
+    (["--loss=renyi"], "needs --alpha"),
+    (["--alpha=2"], "--alpha applies"),
+    (["--loss=renyi", "--alpha=-1"], "--alpha=-1"),
+    (["--l1"], "--l1 applies"),
+    (["--loss=renyi", "--alpha-schedule=zigzag"], "unknown schedule"),
+    (["--kimg=0"], "--kimg"),
+    (["--batch=10", "--batch-gpu=3"], "--batch-gpu=3"),
+    (["--aug=fixed"], "needs --p"),
+    (["--aug=ada", "--p=0.3"], "--p can only"),
+    (["--cfg=dcgan", "--augpipe=bgc"], "--augpipe cannot"),
+    (["--subset=100000"], "--subset"),
+    (["--resume=/nonexistent.pt"], "not found"),
+    (["--cond=true", "--mirror=true", "--device=cuda:7"], "--device"),
+    (["--metrics=nonsense"], "--metrics"),
+    (["--desc=a b"], "--desc"),
+])
+def test_bad_values_give_one_error_line(tmp_path, tiny_data, bad, needle):
+    if needle == "--device" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    res = _invoke([f"--data={tiny_data}", f"--outdir={tmp_path}", "-n"] + bad)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_foreign_resume_file_is_refused(tmp_path, tiny_data):
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weight": torch.zeros(2)}, bogus)
+    res = _invoke([f"--data={tiny_data}", f"--outdir={tmp_path / 'runs'}", f"--resume={bogus}", "-n"])
+    assert res.exit_code == 2 and "not a snapshot of this project" in res.stderr
+
+
+def test_dry_run_names_the_run_like_stylegan2_ada(tmp_path, tiny_data):
+    (tmp_path / "00007-old").mkdir()
+    res = _invoke([f"--data={tiny_data}", f"--outdir={tmp_path}", "-n", "--cond=1", "--subset=32", "--mirror=1", "--cfg=dcgan",
+                   "--gamma=10", "--kimg=1.5", "--batch=50", "--loss=renyi", "--alpha=3", "--l1"])
+    assert res.exit_code == 0, res.output
+    assert "00008-mnist16-cond-subset32-mirror-dcgan-gamma10-kimg1.5-batch50-renyi3-l1" in res.output
+    opts = json.loads(res.output.split("Training options:\n", 1)[1].split("\n\n", 1)[0])
+    assert opts["loss_kwargs"]["generator_loss_kwargs"] == {"alpha": 3.0, "l1": True}
+    assert opts["loss_kwargs"]["r1_gamma"] == 10 and opts["batch_size"] == 50
+    assert opts["training_set_kwargs"]["max_size"] == 32 and opts["training_set_kwargs"]["xflip"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00007-old"]  # dry run creates nothing
+
+
+def test_no_data_defaults_to_embedded_mnist_and_dcgan(tmp_path):
+    res = _invoke([f"--outdir={tmp_path}", "-n", "--loss=renyi", "--alpha=3"])
+    assert res.exit_code == 0, res.output
+    assert "embedded MNIST" in res.output and "--cfg=dcgan" in res.output
+    assert "mnist32-dcgan-renyi3" in res.output
+
+
+def test_tiny_cli_run_writes_options_and_log(tmp_path, tiny_data):
+    torch.set_num_threads(1)
+    res = _invoke([f"--data={tiny_data}", f"--outdir={tmp_path}", "--kimg=0.016", "--snap=1", "--loss=renyi", "--alpha=3"] + TINY)
+    assert res.exit_code == 0, res.output
+    (run,) = tmp_path.iterdir()
+    assert run.name == "00000-mnist16-dcgan-kimg0.016-batch8-renyi3"
+    opts = json.loads((run / "training_options.json").read_text())
+    assert opts["total_kimg"] == 0.016 and opts["loss_kwargs"]["class_name"] == "training.loss.GANLoss"
+    log = (run / "log.txt").read_text()
+    assert log.count("\ntick ") + log.startswith("tick ") >= 2 and "alpha 3.000" in log
+    assert (run / "network-snapshot-000000.pt").is_file() and "Latest sample grid" in res.output
+
+
+def test_nan_exits_nonzero_without_traceback(tmp_path, tiny_data):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), f"--data={tiny_data}", f"--outdir={tmp_path}",
+                           "--kimg=0.032", "--snap=1", "--inject-nan-step=2"] + TINY,
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err_lines) == 1 and "step 2" in err_lines[0] and "last good snapshot" in err_lines[0]
+    (run,) = tmp_path.iterdir()
+    assert "training stopped" in (run / "log.txt").read_text()
+    assert (run / "network-snapshot-000000.pt").is_file()
