@@ -119,7 +119,8 @@ def main(threads: int, repeats: int, shapes: str, pipes: str, p: float, seed: in
             if G is None:
                 print(f"{'x'.join(map(str, shape)):>14} {name:>7} | {pipe_fwd:9.1f} {pipe_dbl:14.1f} | (no geometry drawn)")
                 continue
-            upsampled, ix, iy = pipe.geometry_sampling_inputs(x, G)
+            plan = pipe.geometry_plan(x, G)
+            upsampled, ix, iy = plan.upsampled(x), plan.ix, plan.iy
             Hu, Wu = upsampled.shape[-2:]
             grid = torch.stack([(2 * ix + 1) / Wu - 1, (2 * iy + 1) / Hu - 1], dim=-1)
             ixf, iyf = ix.reshape(n, -1), iy.reshape(n, -1)

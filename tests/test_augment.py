@@ -349,6 +349,20 @@ def test_flips_are_exact_with_cdf97_and_slightly_blurred_with_sym6():
     assert 1e-3 < err["sym6"] < 0.2
 
 
+@pytest.mark.parametrize("geom_filter", sorted(GEOM_FILTERS))
+def test_geometric_adjoint_is_the_transpose(geom_filter):
+    """<A x, y> = <x, A^T y> for the resampling operator (the backward pass relies on it)."""
+    x = torch.randn(3, 2, 12, 10, dtype=torch.float64)
+    G = torch.stack([rotation(0.4), rotation(2.0) @ torch.diag(torch.tensor([1.3, 0.7, 1.0], dtype=torch.float64)),
+                     torch.eye(3, dtype=torch.float64)])
+    G[1, :2, 2] = torch.tensor([0.6, -1.3], dtype=torch.float64)
+    plan = AugmentPipe(geom_filter=geom_filter).geometry_plan(x, G)
+    y = torch.randn(3, 2, 12, 10, dtype=torch.float64)
+    lhs = (plan.forward_op(x) * y).sum()
+    rhs = (x * plan.adjoint_op(y)).sum()
+    assert abs(lhs - rhs).item() < 1e-10 * abs(lhs).item() + 1e-10
+
+
 def test_known_rotation_matches_the_analytic_image():
     """Sample a smooth analytic image f, rotate it by 30 degrees, compare with f(G y) pixel by pixel."""
     size = 32

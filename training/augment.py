@@ -35,9 +35,12 @@ image-space:
 
 How the geometric matrices are applied (in one batched pass over the samples that drew a
 transform; the others pass through untouched): reflect-pad the images as much as the transformed
-output needs (at most size - 1 per side), upsample 2x, sample bilinearly on the
-per-sample affine grid with our own twice-differentiable sampler
-(`torch_utils.ops.bilinear_sample`; zeros outside the padding), and downsample 2x.
+output needs (at most size - 1 per side), upsample 2x, sample bilinearly on the per-sample affine
+grid (`torch_utils.ops.bilinear_sample.FixedGridSampler`; zeros outside the padding), and
+downsample 2x. For fixed matrices the four steps form one linear operator A on the images;
+`GeometricResampling` applies A and its exact transpose A^T without autograd history and
+`LinearOp` makes A^T the backward of A and A the backward of A^T, so the pipe differentiates to
+any order (R1 through the augmentation) at the cost of one A or A^T pass per derivative.
 
 The 2x filters (``geom_filter``, see `GEOM_FILTERS`):
 - ``'cdf97'`` (default): the CDF 9/7 biorthogonal wavelet pair of JPEG 2000, upsampling with the
@@ -77,11 +80,12 @@ import torch
 import torch.nn.functional as F
 
 from dnnlib.util import UserError
-from torch_utils.ops.bilinear_sample import bilinear_sample_pixels
+from torch_utils.ops.bilinear_sample import FixedGridSampler, LinearOp
 
 __all__ = [
     "AUGPIPE_SPECS",
     "AugmentPipe",
+    "GeometricResampling",
     "RandomDraws",
     "ada_update",
     "apply_color",
@@ -204,53 +208,158 @@ def _reflect_pad2d(x: torch.Tensor, left: int, right: int, top: int, bottom: int
     return x.index_select(-2, _reflect_index(H, top, bottom, x.device))
 
 
-def _upsample2x(x: torch.Tensor, f: Sequence[float]) -> torch.Tensor:
-    """2x upsampling of the last two axes: zero insertion then convolution with f (f includes the gain 2).
+def _fir_up_axis(t: torch.Tensor, f: Sequence[float], dim: int, offset: int, out_len: int) -> torch.Tensor:
+    """Zero-insertion 2x upsampling along ``dim`` (2 or 3) of a 4-D tensor, in polyphase form.
 
-    Input sample ``x[m]`` contributes ``f[k]`` to output ``n = 2m + k - (L - 1) // 2`` (L = len(f)),
-    so the output is exactly twice the input size. Computed in polyphase form, which skips the
-    multiplications by the inserted zeros: ``y[2j + r] = sum_k x[j - k] f[2k + r + (L - 1) // 2]``
-    for the two phases r = 0, 1, as sums of shifted copies (zero outside the input). Twice as fast
-    as ``conv_transpose2d`` on CPU for these single-channel filters, and differentiable to any order.
+    ``y[2j + r] = sum_k t[j - k] f[2k + r + offset]`` for output positions ``0 <= 2j + r < out_len``
+    (t is zero outside its range): input sample m contributes ``f[k]`` to output ``2m + k - offset``.
+    Computed as sums of shifted copies per phase r = 0, 1, which skips the multiplications by the
+    inserted zeros (about twice as fast as ``conv_transpose2d`` on CPU for single-channel filters).
     """
     L = len(f)
-    offset = (L - 1) // 2
+    n = t.shape[dim]
+    half = (out_len + 1) // 2
     phases = [{k: float(f[2 * k + r + offset]) for k in range(-L, L) if 0 <= 2 * k + r + offset < L} for r in (0, 1)]
     k_lo = min(min(taps) for taps in phases)
     k_hi = max(max(taps) for taps in phases)
-
-    def along(t: torch.Tensor, dim: int) -> torch.Tensor:
-        n = t.shape[dim]
-        pad = [0, 0, 0, 0]
-        pad[0 if dim == 3 else 2] = k_hi  # F.pad lists the last axis first
-        pad[1 if dim == 3 else 3] = -k_lo
-        padded = F.pad(t, pad)
-        outputs = []
-        for taps in phases:
-            acc = None
-            for k, weight in taps.items():
-                term = padded.narrow(dim, k_hi - k, n) * weight
-                acc = term if acc is None else acc + term
-            outputs.append(acc)
-        shape = list(t.shape)
-        shape[dim] *= 2
-        return torch.stack(outputs, dim=dim + 1).reshape(shape)
-
-    return along(along(x, 3), 2)
+    before = max(k_hi, 0)
+    after = max(0, half - 1 - k_lo - (n - 1))
+    pad = [0, 0, before, after] if dim == 2 else [before, after, 0, 0]  # F.pad lists the last axis first
+    padded = F.pad(t, pad)
+    outputs = []
+    for taps in phases:
+        acc = None
+        for k, weight in taps.items():
+            term = padded.narrow(dim, before - k, half) * weight
+            acc = term if acc is None else acc + term
+        outputs.append(acc)
+    shape = list(t.shape)
+    shape[dim] = 2 * half
+    return torch.stack(outputs, dim=dim + 1).reshape(shape).narrow(dim, 0, out_len)
 
 
-def _downsample2x(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x downsampling by correlation with f along each axis, no padding: ``y[m] = sum_k f[k] x[2m + k]``.
+def _fir_down_axis(t: torch.Tensor, f: Sequence[float], dim: int, before: int = 0, after: int = 0) -> torch.Tensor:
+    """Strided correlation along ``dim`` (2 or 3): ``y[m] = sum_k f[k] t_pad[2m + k]``.
 
-    An input of size 2S + L - 2 gives S outputs.
+    ``t_pad`` is t with ``before``/``after`` zeros; the output has ``(n + before + after - L) // 2 + 1``
+    samples. Computed as a sum of strided shifted views (faster on CPU than a single-channel
+    strided ``conv2d`` on large images, and differentiable to any order).
     """
-    N, C, H, W = x.shape
-    L = f.numel()
-    w = f.to(x.dtype)
-    y = x.reshape(N * C, 1, H, W)
-    y = F.conv2d(y, w.view(1, 1, 1, L), stride=(1, 2))
-    y = F.conv2d(y, w.view(1, 1, L, 1), stride=(2, 1))
-    return y.reshape(N, C, y.shape[-2], y.shape[-1])
+    L = len(f)
+    if before or after:
+        t = F.pad(t, [0, 0, before, after] if dim == 2 else [before, after, 0, 0])
+    count = (t.shape[dim] - L) // 2 + 1
+    acc = None
+    for k, weight in enumerate(f):
+        view = t.narrow(dim, k, 2 * count - 1)
+        view = view[:, :, ::2] if dim == 2 else view[:, :, :, ::2]
+        term = view * float(weight)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _upsample2x(x: torch.Tensor, f: Sequence[float]) -> torch.Tensor:
+    """2x upsampling of both image axes: input m -> output ``2m + k - (L - 1) // 2`` with weight f[k]."""
+    offset = (len(f) - 1) // 2
+    x = _fir_up_axis(x, f, 3, offset, 2 * x.shape[3])
+    return _fir_up_axis(x, f, 2, offset, 2 * x.shape[2])
+
+
+def _downsample2x(x: torch.Tensor, f: Sequence[float]) -> torch.Tensor:
+    """2x downsampling of both axes, no padding: ``y[m] = sum_k f[k] x[2m + k]`` (2S + L - 2 -> S)."""
+    return _fir_down_axis(_fir_down_axis(x, f, 3), f, 2)
+
+
+class GeometricResampling:
+    """The geometric augmentation of one batch as an explicit linear operator on the images.
+
+    For images [N, C, H, W] and matrices G [N, 3, 3] (output -> input, centred pixel coordinates:
+    pixel (j, i) at ``(j - (W-1)/2, i - (H-1)/2)``), `forward_op` computes ``out(y) = in(G y)``
+    as: reflect pad (as much as the transformed output needs, at most size - 1 per side), 2x
+    upsampling with ``filters.up``, bilinear sampling at the transformed grid (zeros beyond the
+    padding), 2x downsampling with ``filters.down``. All four steps are linear in the images, so
+    `adjoint_op` applies their transposes in reverse order (index-add, strided correlation,
+    scatter-add, polyphase upsampling). `apply` wraps the pair with `LinearOp`, giving derivatives
+    of any order w.r.t. the images at the cost of one forward or adjoint pass each.
+    """
+
+    def __init__(self, shape: Sequence[int], G: torch.Tensor, filters: GeomFilters, dtype: torch.dtype) -> None:
+        N, C, H, W = shape
+        device = G.device
+        self.shape = (N, C, H, W)
+        self.filters = filters
+        Lu, Ld = len(filters.up), len(filters.down)
+        cu, cd = filters.up_centre, filters.down_centre
+        self.up_offset = (Lu - 1) // 2  # padded sample m sits at upsampled position 2m + cu - up_offset
+        Gd = G.detach().to(dtype=torch.float64)
+
+        # The sampled grid has 2*size + Ld - 2 pixels per axis (what the downsampler needs for `size`
+        # outputs); sampled pixel s <-> output pixel index (s - cd) / 2.
+        Sx, Sy = 2 * W + Ld - 2, 2 * H + Ld - 2
+        lo_x, hi_x = -cd / 2 - (W - 1) / 2, (Sx - 1 - cd) / 2 - (W - 1) / 2
+        lo_y, hi_y = -cd / 2 - (H - 1) / 2, (Sy - 1 - cd) / 2 - (H - 1) / 2
+        corners = torch.tensor([[lo_x, hi_x, hi_x, lo_x], [lo_y, lo_y, hi_y, hi_y], [1, 1, 1, 1]],
+                               dtype=torch.float64, device=device)
+        src = Gd @ corners  # [N, 3, 4]
+        # Padding so that both bilinear neighbours of every read are upsampled pixels fully determined
+        # by padded samples: the source's padded index must lie in [(Lu-1-cu)/2, W_pad - (3+cu)/2].
+        bounds = torch.stack([src[:, 0].min(), src[:, 0].max(), src[:, 1].min(), src[:, 1].max()]).tolist()
+        need = (
+            ((Lu - 1 - cu) / 2 - bounds[0] - (W - 1) / 2, W),
+            (bounds[1] - (W - 1) / 2 + (1 + cu) / 2, W),
+            ((Lu - 1 - cu) / 2 - bounds[2] - (H - 1) / 2, H),
+            (bounds[3] - (H - 1) / 2 + (1 + cu) / 2, H),
+        )
+        self.pads = tuple(min(max(int(math.ceil(v - 1e-6)), 0), size - 1) for v, size in need)
+        left, right, top, bottom = self.pads
+        self.pad_index_x = _reflect_index(W, left, right, device)
+        self.pad_index_y = _reflect_index(H, top, bottom, device)
+        self.padded_size = (H + top + bottom, W + left + right)
+        self.sampled_size = (Sy, Sx)
+
+        # Affine map: sampled pixel -> output centred coords -> input centred coords -> upsampled pixel.
+        shift = cu - self.up_offset
+        to_centred = torch.tensor([[0.5, 0, -cd / 2 - (W - 1) / 2], [0, 0.5, -cd / 2 - (H - 1) / 2], [0, 0, 1]],
+                                  dtype=torch.float64, device=device)
+        to_upsampled = torch.tensor([[2, 0, 2 * ((W - 1) / 2 + left) + shift],
+                                     [0, 2, 2 * ((H - 1) / 2 + top) + shift], [0, 0, 1]],
+                                    dtype=torch.float64, device=device)
+        A = (to_upsampled @ Gd @ to_centred).to(dtype)  # [N, 3, 3]
+        sx = torch.arange(Sx, dtype=dtype, device=device).view(1, 1, Sx)
+        sy = torch.arange(Sy, dtype=dtype, device=device).view(1, Sy, 1)
+        #: Sampling positions [N, Sy, Sx] in upsampled-image pixels.
+        self.ix = A[:, 0, 0].view(N, 1, 1) * sx + A[:, 0, 1].view(N, 1, 1) * sy + A[:, 0, 2].view(N, 1, 1)
+        self.iy = A[:, 1, 0].view(N, 1, 1) * sx + A[:, 1, 1].view(N, 1, 1) * sy + A[:, 1, 2].view(N, 1, 1)
+        Hp, Wp = self.padded_size
+        self.sampler = FixedGridSampler(self.ix.reshape(N, -1), self.iy.reshape(N, -1), 2 * Hp, 2 * Wp)
+
+    def upsampled(self, images: torch.Tensor) -> torch.Tensor:
+        """The padded, 2x-upsampled images [N, C, 2 H_pad, 2 W_pad] that the sampler reads."""
+        x = images.index_select(3, self.pad_index_x).index_select(2, self.pad_index_y)
+        return _upsample2x(x, self.filters.up)
+
+    def forward_op(self, images: torch.Tensor) -> torch.Tensor:
+        N, C = images.shape[:2]
+        with torch.no_grad():
+            x = self.sampler.forward_op(self.upsampled(images)).view(N, C, *self.sampled_size)
+            return _downsample2x(x, self.filters.down)
+
+    def adjoint_op(self, grad: torch.Tensor) -> torch.Tensor:
+        N, C, H, W = self.shape
+        Hp, Wp = self.padded_size
+        Sy, Sx = self.sampled_size
+        down, up, offset = self.filters.down, self.filters.up, self.up_offset
+        with torch.no_grad():
+            g = _fir_up_axis(_fir_up_axis(grad, down, 2, 0, Sy), down, 3, 0, Sx)  # transpose of the downsampling
+            g = self.sampler.adjoint_op(g.reshape(N, C, Sy * Sx))
+            after = len(up) - 2 - offset  # transpose of the upsampling: strided correlation
+            g = _fir_down_axis(_fir_down_axis(g, up, 2, offset, after), up, 3, offset, after)
+            out = g.new_zeros(N, C, H, Wp).index_add_(2, self.pad_index_y, g)  # transpose of the padding
+            return g.new_zeros(N, C, H, W).index_add_(3, self.pad_index_x, out)
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """`forward_op` with derivatives of any order w.r.t. ``images``."""
+        return LinearOp.apply(images, self.forward_op, self.adjoint_op)
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,65 +707,14 @@ class AugmentPipe(torch.nn.Module):
         """Resample ``images`` [N, C, H, W] so that ``out(y) = in(G[n] y)`` in centred pixel coordinates.
 
         Coordinates: pixel (j, i) is at ``(j - (W-1)/2, i - (H-1)/2)``, x right, y down; ``G`` is
-        [N, 3, 3] homogeneous (output -> input). Steps: reflect pad (as needed, at most size - 1 per
-        side), 2x upsample, bilinear sampling (zeros beyond the padding), 2x downsample.
-        Public so tests can apply a known matrix; differentiable twice in ``images``.
+        [N, 3, 3] homogeneous (output -> input). See `GeometricResampling` for the steps.
+        Differentiable to any order in ``images``; public so tests can apply a known matrix.
         """
-        upsampled, ix, iy = self.geometry_sampling_inputs(images, G)
-        N, C = images.shape[:2]
-        Sy, Sx = ix.shape[1:]
-        x = bilinear_sample_pixels(upsampled, ix.reshape(N, -1), iy.reshape(N, -1)).reshape(N, C, Sy, Sx)
-        return _downsample2x(x, torch.as_tensor(self.geom_filters.down, dtype=images.dtype, device=images.device))
+        return self.geometry_plan(images, G).apply(images)
 
-    def geometry_sampling_inputs(self, images: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The first half of `apply_geometry`: (padded 2x-upsampled images, ix, iy).
-
-        ``ix``/``iy`` are [N, S_y, S_x] pixel positions in the upsampled image (S = 2 * size +
-        len(down filter) - 2) at which the bilinear sampler reads; `bench/augment_speed.py` also
-        feeds them to ``grid_sample`` as the baseline.
-        """
-        N, C, H, W = images.shape
-        dtype, device = images.dtype, images.device
-        spec = self.geom_filters
-        Lu, Ld = len(spec.up), len(spec.down)
-        cu, cd = spec.up_centre, spec.down_centre
-        offset = cu - (Lu - 1) // 2  # input sample m sits at upsampled position 2m + offset
-        Gd = G.to(dtype=torch.float64, device=device)
-
-        # The sampled grid has 2*size + Ld - 2 pixels per axis (what the downsampler needs for `size`
-        # outputs); sampled pixel s <-> output pixel index (s - cd) / 2.
-        Sx, Sy = 2 * W + Ld - 2, 2 * H + Ld - 2
-        lo_x, hi_x = -cd / 2 - (W - 1) / 2, (Sx - 1 - cd) / 2 - (W - 1) / 2
-        lo_y, hi_y = -cd / 2 - (H - 1) / 2, (Sy - 1 - cd) / 2 - (H - 1) / 2
-        corners = torch.tensor([[lo_x, hi_x, hi_x, lo_x], [lo_y, lo_y, hi_y, hi_y], [1, 1, 1, 1]],
-                               dtype=torch.float64, device=device)
-        src = Gd @ corners  # [N, 3, 4]
-        # Padding so that both bilinear neighbours of every read are upsampled pixels fully determined
-        # by padded samples: the source's padded index must lie in [(Lu-1-cu)/2, W_pad - (3+cu)/2].
-        bounds = torch.stack([src[:, 0].min(), src[:, 0].max(), src[:, 1].min(), src[:, 1].max()]).tolist()
-        need = (
-            ((Lu - 1 - cu) / 2 - bounds[0] - (W - 1) / 2, W),
-            (bounds[1] - (W - 1) / 2 + (1 + cu) / 2, W),
-            ((Lu - 1 - cu) / 2 - bounds[2] - (H - 1) / 2, H),
-            (bounds[3] - (H - 1) / 2 + (1 + cu) / 2, H),
-        )
-        left, right, top, bottom = [min(max(int(math.ceil(v - 1e-6)), 0), size - 1) for v, size in need]
-
-        x = _reflect_pad2d(images, left, right, top, bottom)
-        x = _upsample2x(x, spec.up)
-
-        # Affine map: sampled pixel -> output centred coords -> input centred coords -> upsampled pixel.
-        to_centred = torch.tensor([[0.5, 0, -cd / 2 - (W - 1) / 2], [0, 0.5, -cd / 2 - (H - 1) / 2], [0, 0, 1]],
-                                  dtype=torch.float64, device=device)
-        to_upsampled = torch.tensor([[2, 0, 2 * ((W - 1) / 2 + left) + offset],
-                                     [0, 2, 2 * ((H - 1) / 2 + top) + offset], [0, 0, 1]],
-                                    dtype=torch.float64, device=device)
-        A = (to_upsampled @ Gd @ to_centred).to(dtype)  # [N, 3, 3]
-        sx = torch.arange(Sx, dtype=dtype, device=device).view(1, 1, Sx)
-        sy = torch.arange(Sy, dtype=dtype, device=device).view(1, Sy, 1)
-        ix = A[:, 0, 0].view(N, 1, 1) * sx + A[:, 0, 1].view(N, 1, 1) * sy + A[:, 0, 2].view(N, 1, 1)
-        iy = A[:, 1, 0].view(N, 1, 1) * sx + A[:, 1, 1].view(N, 1, 1) * sy + A[:, 1, 2].view(N, 1, 1)
-        return x, ix, iy
+    def geometry_plan(self, images: torch.Tensor, G: torch.Tensor) -> GeometricResampling:
+        """The `GeometricResampling` operator of `apply_geometry` for these images and matrices."""
+        return GeometricResampling(images.shape, G.to(images.device), self.geom_filters, images.dtype)
 
     def _filter_per_sample(self, images: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
         """Filter each sample separably (rows then columns) with its own symmetric 1-D filter [N, T]."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bilinear_sample", "bilinear_sample_pixels"]
+__all__ = ["bilinear_sample", "bilinear_sample_pixels", "FixedGridSampler", "LinearOp", "sample_fixed"]
 
 
 def bilinear_sample_pixels(input: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
@@ -89,3 +89,73 @@ def bilinear_sample(input: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     ix = ((g[..., 0] + 1) * W - 1) * 0.5
     iy = ((g[..., 1] + 1) * H - 1) * 0.5
     return bilinear_sample_pixels(input, ix, iy).reshape(N, C, Ho, Wo)
+
+
+class FixedGridSampler:
+    """Bilinear sampling at fixed pixel positions, as an explicit linear operator on the image.
+
+    With the positions fixed, ``x -> sample(x)`` is linear: ``out[n, c, q] = sum_j w[n, j, q]
+    x[n, c, idx[n, j, q]]`` over the four corners j (the same weights and zero padding as
+    `bilinear_sample_pixels`). `forward_op` applies it and `adjoint_op` its transpose (a
+    scatter-add of ``w * g``); neither records autograd history. `sample_fixed` wraps the pair in
+    autograd Functions whose backward is the other one, so derivatives of any order w.r.t. the image
+    cost one gather or one scatter each, with no graph of elementwise ops to replay. No gradient
+    flows to the positions (use `bilinear_sample` for that).
+    """
+
+    def __init__(self, ix: torch.Tensor, iy: torch.Tensor, height: int, width: int) -> None:
+        if ix.shape != iy.shape or ix.ndim != 2:
+            raise ValueError(f"FixedGridSampler: ix and iy must both be [N, P], got {list(ix.shape)} and {list(iy.shape)}")
+        ix, iy = ix.detach(), iy.detach()
+        self.height, self.width = height, width
+        self.batch, self.points = ix.shape
+        Wp = width + 3
+        px = ix.clamp(-1.0, float(width)) + 1.0
+        py = iy.clamp(-1.0, float(height)) + 1.0
+        x0, y0 = px.floor(), py.floor()
+        a, b = px - x0, py - y0
+        top_left = (y0 * Wp + x0).long()
+        self.index = torch.cat([top_left, top_left + 1, top_left + Wp, top_left + (Wp + 1)], dim=1)  # [N, 4P]
+        self.weight = torch.stack([(1 - a) * (1 - b), a * (1 - b), (1 - a) * b, a * b], dim=1)  # [N, 4, P]
+
+    def forward_op(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C, H, W] -> [N, C, P]: the samples (no autograd history)."""
+        N, C = x.shape[:2]
+        P = self.points
+        with torch.no_grad():
+            padded = F.pad(x, (1, 2, 1, 2)).reshape(N, C, -1)
+            corners = padded.gather(2, self.index.unsqueeze(1).expand(N, C, 4 * P)).view(N, C, 4, P)
+            return (corners * self.weight.to(x.dtype).unsqueeze(1)).sum(dim=2)
+
+    def adjoint_op(self, g: torch.Tensor) -> torch.Tensor:
+        """[N, C, P] -> [N, C, H, W]: the transpose of `forward_op` (no autograd history)."""
+        N, C = g.shape[:2]
+        P, H, W = self.points, self.height, self.width
+        with torch.no_grad():
+            spread = (g.unsqueeze(2) * self.weight.to(g.dtype).unsqueeze(1)).reshape(N, C, 4 * P)
+            padded = g.new_zeros(N, C, (H + 3) * (W + 3))
+            padded.scatter_add_(2, self.index.unsqueeze(1).expand(N, C, 4 * P), spread)
+            return padded.view(N, C, H + 3, W + 3)[:, :, 1:H + 1, 1:W + 1]
+
+
+class LinearOp(torch.autograd.Function):
+    """Apply a linear operator given as ``(forward, adjoint)`` callables, differentiable to any order.
+
+    ``LinearOp.apply(x, forward, adjoint)``: the backward of a linear map A is ``g -> A^T g``, itself
+    linear with backward ``A``; each is computed by the callables without autograd history.
+    """
+
+    @staticmethod
+    def forward(ctx, x, forward, adjoint):  # type: ignore[override]
+        ctx.ops = (forward, adjoint)
+        return forward(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        forward, adjoint = ctx.ops
+        return LinearOp.apply(grad, adjoint, forward), None, None
+
+
+def sample_fixed(x: torch.Tensor, sampler: FixedGridSampler) -> torch.Tensor:
+    """``sampler.forward_op(x)`` with derivatives of any order w.r.t. ``x`` (see `FixedGridSampler`)."""
+    return LinearOp.apply(x, sampler.forward_op, sampler.adjoint_op)
