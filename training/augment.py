@@ -85,7 +85,12 @@ from torch_utils.ops.bilinear_sample import FixedGridSampler, LinearOp
 __all__ = [
     "AUGPIPE_SPECS",
     "AugmentPipe",
+    "CDF97_ANALYSIS",
+    "CDF97_SYNTHESIS",
+    "GEOM_FILTERS",
+    "GeomFilters",
     "GeometricResampling",
+    "IMGFILTER_EXPECTED_POWER",
     "RandomDraws",
     "ada_update",
     "apply_color",
