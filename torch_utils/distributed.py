@@ -547,7 +547,8 @@ def launch(
     ctx = mp.get_context(start_method)
     if start_method == "forkserver":
         # The server imports these once; every rank then forks from it instead of importing torch.
-        ctx.set_forkserver_preload(["torch", "torch.distributed", "torch_utils.distributed"])
+        # (torch._dynamo: imported lazily by the first optimiser, seconds on a busy machine.)
+        ctx.set_forkserver_preload(["torch", "torch.distributed", "torch._dynamo", "torch_utils.distributed"])
     report_dir = tempfile.mkdtemp(prefix="renyi-gan-launch-")
     try:
         if init_method is None:

@@ -5,8 +5,8 @@ With ``num_gpus > 1`` every process holds a replica of G and D wrapped in
 parameters and buffers once (so all replicas start equal whatever each rank's seed) and average
 the gradients over processes during the backward pass. Like StyleGAN2-ADA, a StyleGAN2 generator
 is wrapped as its two halves (``G_mapping``, ``G_synthesis``) because the loss calls them
-separately; buffers are not re-broadcast at every forward (``broadcast_buffers=False``; BatchNorm
-running statistics and ``w_avg`` stay per rank, rank 0's are saved).
+separately; buffers are copied from rank 0 once and not re-broadcast at every forward (BatchNorm
+running statistics and ``w_avg`` then evolve per rank; rank 0's are saved).
 
 Within one phase (several accumulation rounds) only the *last* backward of the trained network
 synchronises; the earlier rounds run under ``no_sync()`` (`sync_context`), so the gradients are
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Any, Iterator, Optional
 
 import torch
@@ -35,20 +36,29 @@ __all__ = ["wrap_networks", "sync_context", "renyi_rank_factor", "agree_on_probl
 
 
 def _wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    import inspect
+
+    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
+    kwargs: dict[str, Any] = dict(find_unused_parameters=False)
+    if device.type == "cuda":
+        kwargs["device_ids"] = [device.index if device.index is not None else torch.cuda.current_device()]
+    # Buffers: copied from rank 0 once, then per rank (no broadcast before every forward). Newer
+    # torch spells this forward_sync_buffers=False; broadcast_buffers=False (older) skips the copy.
+    new_api = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    kwargs["forward_sync_buffers" if new_api else "broadcast_buffers"] = False
     # DDP registers gradient hooks only for parameters that require grad when it is built; the loop
     # keeps networks frozen between phases, so unfreeze them for the construction only.
     module.requires_grad_(True)
     try:
-        wrapped = DistributedDataParallel(
-            module,
-            device_ids=[device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None,
-            broadcast_buffers=False,
-            find_unused_parameters=False,
-        )
+        wrapped = DistributedDataParallel(module, **kwargs)
     finally:
         module.requires_grad_(False)
+    if not new_api:
+        with torch.no_grad():
+            for buf in module.buffers():
+                dist.broadcast(buf, src=0)
     return wrapped
 
 
@@ -63,6 +73,9 @@ def wrap_networks(G: torch.nn.Module, D: torch.nn.Module, device: torch.device) 
 
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("wrap_networks needs an initialised torch.distributed process group")
+    # A [1, n] weight's gradient may come out with strides (1, 1) instead of (n, 1): the same memory
+    # layout for a size-1 dimension, but DDP warns about it once per process. Not a problem here.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     out = EasyDict()
     split = hasattr(G, "mapping") and hasattr(G, "synthesis") and getattr(G, "num_ws", 0) > 0
     if split:
