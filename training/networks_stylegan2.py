@@ -166,13 +166,15 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = False,
+    gain: float = 1.0,
     impl: str = "fast",
 ) -> torch.Tensor:
-    """Modulated (and optionally demodulated) convolution plus noise.
+    """Modulated (and optionally demodulated) convolution plus noise, times ``gain``.
 
-    ``y[n] = conv(x[n], weight * styles[n][None, :, None, None]) * d[n] + noise`` with ``d`` from
-    `demodulation_coefficients` (1 when ``demodulate=False``). ``x`` [N, I, H, W], ``weight``
-    [O, I, kh, kw], ``styles`` [N, I], ``noise`` broadcastable to the output.
+    ``y[n] = gain * (conv(x[n], weight * styles[n][None, :, None, None]) * d[n] + noise)`` with
+    ``d`` from `demodulation_coefficients` (1 when ``demodulate=False``). ``x`` [N, I, H, W],
+    ``weight`` [O, I, kh, kw], ``styles`` [N, I], ``noise`` broadcastable to the output. The gain is
+    folded into ``d`` and ``noise`` (small tensors), so it costs no pass over the output.
     """
     N = x.shape[0]
     O, I, kh, kw = weight.shape
@@ -183,6 +185,13 @@ def modulated_conv2d(
         weight = weight * (1 / math.sqrt(I * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     dcoefs = demodulation_coefficients(weight, styles, impl=impl) if demodulate else None
+    if gain != 1.0:
+        if demodulate:
+            dcoefs = dcoefs * gain
+        else:
+            styles = styles * gain
+        if noise is not None:
+            noise = noise * gain
     wdtype = weight.dtype if _autocast_on(x) else x.dtype
 
     if not fused_modconv:
@@ -302,14 +311,18 @@ class Conv2dLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         dtype = self.weight.dtype if _autocast_on(x) else x.dtype
-        w = (self.weight * self.weight_gain).to(dtype)
+        act_gain = self.act_gain * gain
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        # Fast ops: lrelu(z) * g == lrelu(z * g) for g > 0, so the gain goes into the (small)
+        # weight and bias instead of costing a pass over the output.
+        fold = self.impl == "fast" and self.activation in ("linear", "relu", "lrelu") and act_gain > 0
+        w = (self.weight * (self.weight_gain * act_gain if fold else self.weight_gain)).to(dtype)
+        b = self.bias * act_gain if (fold and self.bias is not None) else self.bias
         flip_weight = self.up == 1  # slightly faster for the transposed convolution
         x = conv2d_resample(
             x, w, f=_resample_filter(self), up=self.up, down=self.down, padding=self.padding, flip_weight=flip_weight, impl=self.impl
         )
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, act=self.activation, gain=act_gain, clamp=act_clamp, impl=self.impl)
+        return bias_act(x, b, act=self.activation, gain=1.0 if fold else act_gain, clamp=act_clamp, impl=self.impl)
 
     def extra_repr(self) -> str:
         return (
@@ -452,13 +465,16 @@ class SynthesisLayer(torch.nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(
-            x, self.weight, styles, noise=noise, up=self.up, padding=self.padding, resample_filter=_resample_filter(self),
-            flip_weight=(self.up == 1), fused_modconv=fused_modconv, impl=self.impl,
-        )
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, act=self.activation, gain=act_gain, clamp=act_clamp, impl=self.impl)
+        # Fast ops fold the activation gain into the demodulation coefficients, noise and bias.
+        fold = self.impl == "fast" and self.activation in ("linear", "relu", "lrelu") and act_gain > 0
+        x = modulated_conv2d(
+            x, self.weight, styles, noise=noise, up=self.up, padding=self.padding, resample_filter=_resample_filter(self),
+            flip_weight=(self.up == 1), fused_modconv=fused_modconv, gain=act_gain if fold else 1.0, impl=self.impl,
+        )
+        b = self.bias * act_gain if fold else self.bias
+        return bias_act(x, b, act=self.activation, gain=1.0 if fold else act_gain, clamp=act_clamp, impl=self.impl)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}, up={self.up}"

@@ -27,8 +27,10 @@ Two implementations give the same values and are differentiable to any order:
 - ``impl='fast'`` (default): for linear, relu and lrelu with a positive gain (the activations the
   StyleGAN2 layers use) a custom autograd function that does the work in place on one new tensor
   and stores only its output; the backward is ``dx = dy * act'(y)`` with ``act'`` read from the
-  sign of ``y`` (and zero where the clamp is active), written with differentiable ops so a second
-  derivative (R1, path length) works. Other activations use the reference path.
+  sign of ``y`` (one fused ``leaky_relu_backward`` pass; zero where the clamp is active), itself a
+  custom function whose derivative is the same map, so second derivatives (R1, path length) work.
+  A linear call without bias and clamp is just ``x * gain`` (or ``x``). Other activations use the
+  reference path.
 
 The bias is cast to ``x.dtype`` so half/bfloat16 activations stay in their dtype.
 """
@@ -91,6 +93,8 @@ def bias_act(
         if b.ndim != 1 or b.shape[0] != x.shape[dim]:
             raise ValueError(f"bias_act: bias of shape {list(b.shape)} does not match axis {dim} of x {list(x.shape)}")
         b = b.to(x.dtype)
+    if impl == "fast" and act == "linear" and b is None and clamp is None:
+        return x * gain if gain != 1.0 else x
     if impl == "fast" and act in ("linear", "relu", "lrelu") and gain > 0:
         if act == "relu":
             alpha = 0.0
@@ -160,34 +164,27 @@ class _BiasLeakyReLU(torch.autograd.Function):
         return dx, db, None, None, None, None
 
 
-def _slope(y: torch.Tensor, alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
-    """``dy/dz`` as a function of the output ``y`` (a piecewise-constant tensor, no grad)."""
-    if alpha == 1.0:
-        s = torch.full_like(y, gain)
-    else:
-        s = (y > 0).to(y.dtype) * (gain - gain * alpha) + gain * alpha
+def _lrelu_grad(dy: torch.Tensor, y: torch.Tensor, alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
+    """``dy * gain * (1 if y > 0 else alpha) * (|y| < clamp)`` (one fused pass without clamp/gain)."""
+    dx = torch.ops.aten.leaky_relu_backward(dy, y, alpha, True)
+    if gain != 1.0:
+        dx = dx * gain
     if clamp is not None:
-        s = s * (y.abs() < clamp).to(y.dtype)
-    return s
+        dx = dx.masked_fill(y.abs() >= clamp, 0)
+    return dx
 
 
 class _BiasLeakyReLUGrad(torch.autograd.Function):
-    """``dx = dy * slope(y)``: linear in ``dy``; its derivative with respect to ``y`` is zero
-    almost everywhere (the slope is piecewise constant), which the backward states explicitly."""
+    """``dx = _lrelu_grad(dy, y)``: linear in ``dy``; its derivative with respect to ``y`` is
+    zero almost everywhere (the slope is piecewise constant), which the backward states."""
 
     @staticmethod
     def forward(ctx, dy, y, alpha, gain, clamp):
         ctx.save_for_backward(y)
         ctx.alpha, ctx.gain, ctx.clamp = alpha, gain, clamp
-        if alpha == 1.0 and clamp is None:
-            return dy * gain
-        return dy * _slope(y, alpha, gain, clamp)
+        return _lrelu_grad(dy, y, alpha, gain, clamp)
 
     @staticmethod
     def backward(ctx, ddx):
         (y,) = ctx.saved_tensors
-        if ctx.alpha == 1.0 and ctx.clamp is None:
-            ddy = ddx * ctx.gain
-        else:
-            ddy = _BiasLeakyReLUGrad.apply(ddx, y, ctx.alpha, ctx.gain, ctx.clamp)
-        return ddy, None, None, None, None
+        return _BiasLeakyReLUGrad.apply(ddx, y, ctx.alpha, ctx.gain, ctx.clamp), None, None, None, None
