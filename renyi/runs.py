@@ -13,6 +13,10 @@ history with this rule (applied to attempts in the order of their number):
     an attempt that starts at kimg K discards every earlier record with kimg > K, then adds its own
     records (a record at kimg == K is replaced only if the new attempt wrote one).
 
+Snapshot, grid and metric records are keyed by the whole kimg of the snapshot name; ticks in
+stats.jsonl carry the exact kimg, so for them "kimg > K" means floor(kimg) > K, and earlier ticks at
+or after the new attempt's first tick are dropped too.
+
 So a fresh restart (K = 0) supersedes everything but a kimg-0 record it does not repeat, and a
 resumed attempt continues the curve of the attempt it resumed, without duplicate kimg values.
 
@@ -242,7 +246,9 @@ def read_trial(trial_dir: Path) -> TrialHistory:
             _merge_points(acc, k0, dict(run.metrics.get(name, [])))
         _merge_points(hist.snapshots, k0, run.snapshots)
         _merge_points(hist.fakes, k0, run.fakes)
-        stats_acc = [r for r in stats_acc if (_stat_mean(r, "Progress/kimg") or 0.0) <= k0]
+        # Snapshot names count whole kimg (floor), ticks carry the exact kimg: the tick of the
+        # snapshot an attempt resumed from (e.g. 2.048 for ...-000002.pt) is kept.
+        stats_acc = [r for r in stats_acc if math.floor(_stat_mean(r, "Progress/kimg") or 0.0) <= k0]
         first = _stat_mean(run.stats[0], "Progress/kimg") if run.stats else None
         if first is not None:  # an attempt may log its start tick again: keep the newer record
             stats_acc = [r for r in stats_acc if (_stat_mean(r, "Progress/kimg") or 0.0) < first]

@@ -171,8 +171,8 @@ class Trial:
         args = [f"--seed={self.seed}", f"--loss={self.loss}"]
         if self.alpha is not None:
             args.append(f"--alpha={fmt_num(self.alpha)}")
-        if self.l1 is not None:
-            args.append(f"--l1={'true' if self.l1 else 'false'}")
+        if self.l1:
+            args.append("--l1")  # a flag in train.py: absent means no L1
         if self.gamma is not None:
             args.append(f"--gamma={fmt_num(self.gamma)}")
         return args

@@ -62,3 +62,23 @@ def test_training_options_round_trip(tmp_path):
     run = write_run(tmp_path, 0, total_kimg=2, kimgs=[0, 2])
     opts = json.loads((run / "training_options.json").read_text())
     assert read_trial(tmp_path).options == opts
+
+
+def test_resume_from_final_snapshot_keeps_fractional_ticks(tmp_path):
+    # Ticks at 0.064, 1.088, 2.048 with snapshots named 0, 1, 2; a resume from ...-000002.pt that
+    # has nothing left to train must keep the 2.048 tick.
+    import json as _json
+
+    run = write_run(tmp_path, 0, total_kimg=2, kimgs=[0, 1, 2])
+    lines = (run / "stats.jsonl").read_text().splitlines()
+    fixed = []
+    for line, k in zip(lines, (0.064, 1.088, 2.048)):
+        rec = _json.loads(line)
+        rec["Progress/kimg"]["mean"] = k
+        fixed.append(_json.dumps(rec))
+    (run / "stats.jsonl").write_text("\n".join(fixed) + "\n")
+    run1 = write_run(tmp_path, 1, total_kimg=2, kimgs=[], resume_kimg=2)
+    (run1 / "stats.jsonl").unlink()
+    hist = read_trial(tmp_path)
+    assert [r["Progress/kimg"]["mean"] for r in hist.stats] == [0.064, 1.088, 2.048]
+    assert hist.last_kimg == 2.048
