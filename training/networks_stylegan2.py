@@ -587,7 +587,8 @@ class SynthesisBlock(torch.nn.Module):
             x = self.conv1(x, next(w_iter), **layer_kw)
 
         if img is not None:
-            img = upfirdn2d.upsample2d(img, _resample_filter(self), impl=self.impl)
+            with _fp32_math(img.device.type):  # the RGB skip sum stays float32 under autocast
+                img = upfirdn2d.upsample2d(img.float(), _resample_filter(self), impl=self.impl)
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).float()
             img = img.add_(y) if img is not None else y
@@ -748,7 +749,11 @@ class DiscriminatorBlock(torch.nn.Module):
         if self.in_channels == 0 or self.architecture == "skip":
             y = self.fromrgb(img.to(dtype) if dtype is not None else img)
             x = x + y if x is not None else y
-            img = upfirdn2d.downsample2d(img, _resample_filter(self), impl=self.impl) if self.architecture == "skip" else None
+            if self.architecture == "skip":
+                with _fp32_math(img.device.type):
+                    img = upfirdn2d.downsample2d(img.float(), _resample_filter(self), impl=self.impl)
+            else:
+                img = None
         if self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x)
