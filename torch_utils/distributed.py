@@ -606,6 +606,9 @@ def launch(
         results = []
         for rank in range(world_size):
             path = os.path.join(report_dir, f"result-{rank}.pkl")
+            if not os.path.exists(path):
+                raise UserError(f"rank {rank} of {world_size} exited with code 0 but returned no result "
+                                "(it left through os._exit?)")
             with open(path, "rb") as f:
                 results.append(pickle.load(f))
         return results
