@@ -104,6 +104,90 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
 
 
+# ------------------------------------------------------------------------------------------------
+# Convolutions with cheap second derivatives.
+#
+# y = conv(x, w) is bilinear. Its gradients are gx = conv_transpose(dy, w) (linear in dy and w)
+# and gw = weight_grad(dy, x) (bilinear), and the gradients of those are again one of the three
+# maps: d<ggx, gx>/d(dy) = conv(ggx, w), d<ggx, gx>/dw = weight_grad(dy, ggx),
+# d<ggw, gw>/d(dy) = conv(x, ggw), d<ggw, gw>/dx = conv_transpose(dy, ggw). Three autograd
+# functions that call each other therefore give derivatives of any order while every product runs
+# through PyTorch's regular convolution kernels. PyTorch's own double backward of a convolution
+# computes the weight term as a convolution over batch-as-channels (with transposing copies),
+# about 3x slower on CPU than the regular weight-gradient kernel. A transposed convolution is
+# `_ConvInputGrad` of the corresponding convolution.
+
+
+def _conv_output_padding(out_hw, dy_hw, w_hw, stride, padding):
+    return [out_hw[i] - ((dy_hw[i] - 1) * stride[i] - 2 * padding[i] + w_hw[i]) for i in range(2)]
+
+
+class _Conv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, geom):
+        stride, padding, groups = geom
+        ctx.save_for_backward(x, w)
+        ctx.geom = geom
+        return F.conv2d(x, w, None, stride, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        gx = _ConvInputGrad.apply(dy, w, ctx.geom, tuple(x.shape)) if ctx.needs_input_grad[0] else None
+        gw = _ConvWeightGrad.apply(dy, x, ctx.geom, tuple(w.shape)) if ctx.needs_input_grad[1] else None
+        return gx, gw, None
+
+
+class _ConvInputGrad(torch.autograd.Function):
+    """``conv_transpose2d(dy, w)`` sized to ``x_shape``: the gradient of `_Conv` w.r.t. ``x``."""
+
+    @staticmethod
+    def forward(ctx, dy, w, geom, x_shape):
+        stride, padding, groups = geom
+        ctx.save_for_backward(dy, w)
+        ctx.geom, ctx.x_shape = geom, x_shape
+        op = _conv_output_padding(x_shape[2:], dy.shape[2:], w.shape[2:], stride, padding)
+        return F.conv_transpose2d(dy, w, None, stride, padding, op, groups)
+
+    @staticmethod
+    def backward(ctx, ggx):
+        dy, w = ctx.saved_tensors
+        g_dy = _Conv.apply(ggx, w, ctx.geom) if ctx.needs_input_grad[0] else None
+        g_w = _ConvWeightGrad.apply(dy, ggx, ctx.geom, tuple(w.shape)) if ctx.needs_input_grad[1] else None
+        return g_dy, g_w, None, None
+
+
+class _ConvWeightGrad(torch.autograd.Function):
+    """``sum_n corr(x[n], dy[n])``: the gradient of `_Conv` w.r.t. ``w`` (shape ``w_shape``)."""
+
+    @staticmethod
+    def forward(ctx, dy, x, geom, w_shape):
+        stride, padding, groups = geom
+        ctx.save_for_backward(dy, x)
+        ctx.geom, ctx.w_shape = geom, w_shape
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+        w_like = torch.empty(w_shape, dtype=x.dtype, device=x.device, memory_format=fmt)  # only its shape is read
+        return torch.ops.aten.convolution_backward(
+            dy, x, w_like, None, list(stride), list(padding), [1, 1], False, [0, 0], groups, [False, True, False]
+        )[1]
+
+    @staticmethod
+    def backward(ctx, ggw):
+        dy, x = ctx.saved_tensors
+        g_dy = _Conv.apply(x, ggw, ctx.geom) if ctx.needs_input_grad[0] else None
+        g_x = _ConvInputGrad.apply(dy, ggw, ctx.geom, tuple(x.shape)) if ctx.needs_input_grad[1] else None
+        return g_dy, g_x, None, None
+
+
+def _autocast_inputs(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cast to the autocast dtype up front (what F.conv2d would do) so the custom functions'
+    backward passes, which run outside autocast, see consistent dtypes."""
+    if torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+        return x.to(dtype), w.to(dtype)
+    return x, w.to(x.dtype)
+
+
 def _conv(x, w, stride=1, padding=(0, 0, 0, 0), groups=1, flip_weight=True, transpose=False):
     """conv2d / conv_transpose2d in channels_last, with arbitrary (px0, px1, py0, py1) padding.
 
@@ -112,24 +196,31 @@ def _conv(x, w, stride=1, padding=(0, 0, 0, 0), groups=1, flip_weight=True, tran
     """
     if not flip_weight:
         w = w.flip([2, 3])
+    x, w = _autocast_inputs(x, w)
     x = _channels_last(x)
-    w = _channels_last(w.to(x.dtype) if not torch.is_autocast_enabled(x.device.type) else w)
+    w = _channels_last(w)
     px0, px1, py0, py1 = padding
+    stride2 = (stride, stride) if isinstance(stride, int) else tuple(stride)
     if transpose:
         if px0 != px1 or py0 != py1 or px0 < 0 or py0 < 0:
             raise AssertionError("internal: conv_transpose2d padding must be symmetric crop")
+        # conv_transpose2d(x, wt) is the input gradient of conv2d(., wt): a convT weight
+        # [C_in, C_out/g, k, k] is read as the weight of a conv from C_out to C_in channels.
+        kh, kw = w.shape[2], w.shape[3]
         if groups == 1:
             wt = w.transpose(0, 1)
-        else:  # [G*O, I, k, k] -> [G*I, O, k, k]
-            o, i, kh, kw = w.shape
+        else:  # conv weight [G*O', I', k, k] -> convT weight [G*I', O', k, k]
+            o, i = w.shape[0], w.shape[1]
             wt = w.reshape(groups, o // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, o // groups, kh, kw)
-        return F.conv_transpose2d(x, _channels_last(wt), stride=stride, padding=(py0, px0), groups=groups)
+        N, _, H, W = x.shape
+        out_shape = (N, wt.shape[1] * groups, (H - 1) * stride2[0] - 2 * py0 + kh, (W - 1) * stride2[1] - 2 * px0 + kw)
+        return _ConvInputGrad.apply(x, _channels_last(wt), (stride2, (py0, px0), groups), out_shape)
     sx = max(min(px0, px1), 0)
     sy = max(min(py0, py1), 0)
     rx0, rx1, ry0, ry1 = px0 - sx, px1 - sx, py0 - sy, py1 - sy
     if rx0 or rx1 or ry0 or ry1:
         x = _fir._pad_or_crop(x, rx0, rx1, ry0, ry1)
-    return F.conv2d(x, w, stride=stride, padding=(sy, sx), groups=groups)
+    return _Conv.apply(x, w, ((stride2[0], stride2[1]), (sy, sx), groups))
 
 
 def _conv2d_resample_fast(x, w, f, up, down, pad, groups, flip_weight, flip_filter, kh, kw):

@@ -25,7 +25,9 @@ Two implementations compute the same function and are differentiable to any orde
 - ``impl='fast'`` (default): one padding step folded into the convolution where possible,
   upsampling as a depthwise transposed convolution with ``stride=up`` (no explicit zeros),
   downsampling as a strided depthwise convolution (no discarded outputs), separable filters as two
-  1-D passes, and the input's memory format (e.g. channels_last) kept.
+  1-D passes, and the input's memory format (e.g. channels_last) kept. It is one autograd node
+  whose gradient is again an upfirdn2d (the adjoint), so second derivatives cost two more FIR
+  passes instead of PyTorch's per-channel double backward of depthwise convolutions.
 """
 
 from __future__ import annotations
@@ -241,6 +243,52 @@ def _fir_axis_padding(p0: int, p1: int) -> tuple[int, list[int]]:
 
 
 def _upfirdn2d_fast(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain):
+    params = (upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain)
+    if f.requires_grad:  # a learned filter: let autograd differentiate the convolutions
+        return _upfirdn2d_depthwise(x, f, *params)
+    return _UpFirDn2d.apply(x, f, params)
+
+
+class _UpFirDn2d(torch.autograd.Function):
+    """upfirdn2d as one autograd node whose backward is again an upfirdn2d (its adjoint).
+
+    For the 1-D case ``y[o] = sum_i x[i] g[i*up + p0 - o*down]``, the adjoint is the same kind of
+    operation on ``dy`` with up and down swapped, the filter flipped (``flip_filter`` toggled),
+    ``p0' = K - 1 - p0`` and ``p1' = L_in*up - L_out*down + p0 - up + 1``. Any order of derivative
+    therefore runs only forward FIR passes; PyTorch's generic double backward of a depthwise
+    convolution would instead loop over the channels (hundreds of tiny convolutions).
+    """
+
+    @staticmethod
+    def forward(ctx, x, f, params):
+        ctx.save_for_backward(f)
+        ctx.params = params
+        ctx.in_hw = (x.shape[2], x.shape[3])
+        y = _upfirdn2d_depthwise(x, f, *params)
+        if y._base is not None:  # a crop/stride view: autograd functions must return fresh tensors
+            cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            y = y.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+            if y._base is not None:
+                y = y.clone()
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (f,) = ctx.saved_tensors
+        upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain = ctx.params
+        fw, fh = get_filter_size(f)
+        H, W = ctx.in_hw
+        oh, ow = dy.shape[2], dy.shape[3]
+        adjoint = (
+            downx, downy, upx, upy,
+            fw - px0 - 1, W * upx - ow * downx + px0 - upx + 1,
+            fh - py0 - 1, H * upy - oh * downy + py0 - upy + 1,
+            not flip_filter, gain,
+        )
+        return _UpFirDn2d.apply(dy, f, adjoint), None, None
+
+
+def _upfirdn2d_depthwise(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain):
     N, C, H, W = x.shape
     taps = _conv_taps(f, flip_filter, gain, x.dtype)
     if taps.ndim == 2:
