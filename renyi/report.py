@@ -77,6 +77,7 @@ class TrialRow:
     total_kimg: Optional[float] = None
     wall_s: Optional[float] = None
     attempts: int = 0
+    precision: str = ""  # detector precision(s) of the FID values (fp32, bf16)
     curve: list[tuple[int, float]] = field(default_factory=list, repr=False)
     sample_grid: Optional[Path] = field(default=None, repr=False)
     tile: Optional[int] = field(default=None, repr=False)
@@ -89,7 +90,7 @@ class TrialRow:
 CSV_FIELDS = [
     "name", "setting", "loss", "alpha", "l1", "gamma", "seed", "status", "failed", "reason",
     "fid_metric", "fid_init", "best_fid", "best_kimg", "final_fid", "final_kimg", "num_evals",
-    "diversity_final", "last_kimg", "total_kimg", "wall_s", "attempts",
+    "diversity_final", "last_kimg", "total_kimg", "wall_s", "attempts", "precision",
 ]  # fmt: skip
 
 
@@ -122,6 +123,7 @@ def collect_rows(sweep: SweepDir, metric: Optional[str] = None, criteria: Failur
             row.wall_s = round(float(sum(walls)), 1) if walls else None
             row.attempts = len(attempts)
             row.curve = list(hist.metrics.get(v.fid_metric, [])) if v.fid_metric else []
+            row.precision = "+".join(sorted(hist.metric_precision.get(v.fid_metric, set()))) if v.fid_metric else ""
             if hist.fakes:
                 row.sample_grid = hist.fakes[max(hist.fakes)]
             row.tile = image_resolution(hist.options)
@@ -243,7 +245,13 @@ def summary_markdown(summary: list[SettingSummary], rows: list[TrialRow], spec: 
     if metric is None:
         lines += ["**No FID was recorded** in any trial (e.g. `--metrics=none`): the FID columns are empty.", ""]
     else:
-        lines.append(f"Metric: `{metric}` (lower is better). Best FID = the lowest value over a trial's snapshots.")
+        precs = sorted({p for r in rows if r.fid_metric == metric for p in r.precision.split("+") if p})
+        lines.append(
+            f"Metric: `{metric}` (lower is better; Inception precision {'/'.join(precs) or '?'}). "
+            "Best FID = the lowest value over a trial's snapshots."
+        )
+        if len(precs) > 1:
+            lines.append("**Warning: FIDs of different detector precisions are mixed; they are not exactly comparable.**")
         lines.append("")
     lines.append(
         f"| setting | best {metric or 'FID'} (mean ± std) | n averaged | failed | finished / trials | "

@@ -103,6 +103,7 @@ class RunInfo:
     fakes: dict[int, Path]
     metrics: dict[str, list[tuple[int, float]]]  # metric name -> [(kimg, value)] in file order
     stats: list[dict[str, Any]]
+    metric_precision: dict[str, set[str]] = field(default_factory=dict)  # metric -> detector precisions
 
     @property
     def newest_snapshot(self) -> Optional[tuple[int, Path]]:
@@ -148,6 +149,7 @@ def read_run(path: Path) -> RunInfo:
     snapshots: dict[int, Path] = {}
     fakes: dict[int, Path] = {}
     metrics: dict[str, list[tuple[int, float]]] = {}
+    precision: dict[str, set[str]] = {}
     for child in path.iterdir() if path.is_dir() else []:
         k = kimg_of_snapshot(child.name)
         if k is not None:
@@ -164,6 +166,7 @@ def read_run(path: Path) -> RunInfo:
                     continue
                 for name, value in _metric_values(record).items():
                     metrics.setdefault(name, []).append((k, value))
+                    precision[name] = precision.get(name, set()) | {str(record.get("precision") or "fp32")}
     total = options.get("total_kimg")
     total_kimg = float(total) if isinstance(total, (int, float)) else None
     return RunInfo(
@@ -176,6 +179,7 @@ def read_run(path: Path) -> RunInfo:
         fakes=fakes,
         metrics=metrics,
         stats=stats,
+        metric_precision=precision,
     )
 
 
@@ -192,6 +196,7 @@ class TrialHistory:
     reals: Optional[Path] = None
     fakes_init: Optional[Path] = None
     total_kimg: Optional[float] = None
+    metric_precision: dict[str, set[str]] = field(default_factory=dict)  # metric -> detector precisions
 
     @property
     def newest_snapshot(self) -> Optional[tuple[int, Path]]:
@@ -259,6 +264,8 @@ def read_trial(trial_dir: Path) -> TrialHistory:
             hist.fakes_init = run.path / "fakes_init.png"
         if run.total_kimg is not None:
             hist.total_kimg = run.total_kimg
+        for name, precs in run.metric_precision.items():
+            hist.metric_precision[name] = hist.metric_precision.get(name, set()) | precs
     hist.metrics = {name: sorted(acc.items()) for name, acc in metric_acc.items() if acc}
     hist.stats = stats_acc
     return hist

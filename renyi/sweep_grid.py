@@ -207,6 +207,8 @@ class SweepSpec:
     gammas: Optional[list[float]] = None
     train_args: list[str] = field(default_factory=list)
     preset: Optional[str] = None
+    eval_metrics: list[str] = field(default_factory=list)  # evaluated by the sweep after training
+    eval_precision: str = "fp32"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -225,6 +227,8 @@ class SweepSpec:
             gammas=None if d.get("gammas") is None else [float(g) for g in d["gammas"]],
             train_args=[str(a) for a in d.get("train_args", [])],
             preset=d.get("preset"),
+            eval_metrics=[str(m) for m in d.get("eval_metrics", [])],
+            eval_precision=str(d.get("eval_precision", "fp32")),
         )
 
 
@@ -237,6 +241,8 @@ def build_spec(
     seeds: Optional[str],
     preset: Optional[str],
     train_args: list[str],
+    eval_metrics: Optional[str] = None,
+    eval_precision: str = "fp32",
 ) -> SweepSpec:
     """Combine the command-line options (strings as typed) with a preset into a `SweepSpec`."""
     base: dict[str, Any] = {}
@@ -283,7 +289,19 @@ def build_spec(
         gammas=None if gammas is None else list(gammas),
         train_args=preset_args + user_args,
         preset=preset,
+        eval_metrics=[m.strip() for m in (eval_metrics or "").split(",") if m.strip() and m.strip() != "none"],
+        eval_precision=eval_precision,
     )
+    if eval_precision not in ("fp32", "bf16"):
+        raise UserError(f"--eval-precision: '{eval_precision}' is not fp32 or bf16")
+    if spec.eval_metrics:
+        try:
+            from metrics import metric_main
+        except ImportError as err:
+            raise UserError(f"--eval-metrics: the metrics package is not available ({err})") from None
+        bad = [m for m in spec.eval_metrics if not metric_main.is_valid_metric(m)]
+        if bad:
+            raise UserError(f"--eval-metrics: unknown metric(s) {', '.join(bad)}; e.g. fid2k")
     expand(spec)  # validates losses and that every swept parameter applies to some loss
     return spec
 
