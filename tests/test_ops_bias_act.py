@@ -105,6 +105,9 @@ def test_fast_path_leaves_input_untouched_and_keeps_dtype_and_layout():
     y = bias_act(x, torch.ones(4), act="lrelu")
     assert torch.equal(x, x0)
     assert y.is_contiguous(memory_format=torch.channels_last)
+    # channels_last takes a different bias-add path: values must not change.
+    b = torch.randn(4)
+    assert torch.allclose(bias_act(x, b, act="lrelu", clamp=0.8), bias_act(x.contiguous(), b, act="lrelu", clamp=0.8, impl="ref"))
     yb = bias_act(x.bfloat16(), torch.ones(4), act="lrelu")  # float32 bias is cast to the input dtype
     assert yb.dtype == torch.bfloat16
 

@@ -107,3 +107,38 @@ def test_bad_arguments():
         conv2d_resample(x, w.double())
     with pytest.raises(ValueError):
         conv2d_resample(x, w, impl="cuda")
+
+
+@pytest.mark.parametrize("up,down,k,groups", [(1, 1, 3, 1), (2, 1, 3, 1), (1, 2, 3, 1), (1, 2, 1, 1), (2, 1, 1, 1), (2, 1, 3, 2), (1, 2, 3, 2), (2, 2, 3, 1)])
+def test_fast_gradients_equal_reference_to_second_order(up, down, k, groups):
+    """The fast path's convolutions are custom autograd functions (conv, input-grad, weight-grad
+    calling each other); compare values, first and second derivatives with autograd through the
+    reference ops, as an R1 / path-length penalty would use them."""
+    f = U.setup_filter([1, 3, 3, 1], separable=True)
+    results = []
+    for impl in ("ref", "fast"):
+        gen = torch.Generator().manual_seed(11)
+        x = torch.randn(2, 4, 5, 5, dtype=torch.float64, generator=gen).requires_grad_(True)
+        w = torch.randn(6, 4 // groups, k, k, dtype=torch.float64, generator=gen).requires_grad_(True)
+        y = conv2d_resample(x, w, f, up=up, down=down, padding=k // 2, groups=groups, flip_weight=(up == 1), impl=impl)
+        g = torch.randn(y.shape, dtype=torch.float64, generator=gen)
+        gx, gw = torch.autograd.grad((y * g).sum(), [x, w], create_graph=True)
+        penalty = gx.square().sum() + (gw * gw.detach().sign()).sum() * 0.1
+        ggx, ggw = torch.autograd.grad(penalty, [x, w])
+        results.append((y, gx, gw, ggx, ggw))
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_fast_path_under_bfloat16_autocast():
+    f = U.setup_filter([1, 3, 3, 1], separable=True)
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    w = torch.randn(5, 4, 3, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv2d_resample(x, w, f, up=2, padding=1)
+    assert y.dtype == torch.bfloat16
+    want = conv2d_resample(x, w, f, up=2, padding=1, impl="ref")
+    assert (y.float() - want).norm() / want.norm() < 0.02
+    gx, gw = torch.autograd.grad(y.float().square().sum(), [x, w])
+    assert gx.dtype == torch.float32 and gw.dtype == torch.float32 and torch.isfinite(gw).all()
