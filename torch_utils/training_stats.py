@@ -11,7 +11,8 @@ independently:
     std  = sqrt(max(delta sumsq / num - mean^2, 0))
 
 With several processes, `Collector.update(num_gpus=N)` sums the deltas over all ranks first
-(`torch.distributed.all_reduce`), so every rank sees the same numbers.
+(`torch.distributed.all_reduce`, over the union of the names reported on any rank), so every rank
+sees the same numbers.
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ class Collector:
     def update(self, num_gpus: int = 1, device: Optional[torch.device] = None) -> None:
         """Close the current window: moments reported since the previous `update()`."""
         names = [n for n in self._reporter.names() if self._regex is None or self._regex.fullmatch(n)]
+        if num_gpus > 1:  # the union over ranks, so every rank reduces the same packed tensor
+            import torch.distributed as dist
+
+            everyone: list = [None] * dist.get_world_size()
+            dist.all_gather_object(everyone, names)
+            names = sorted(set().union(*everyone))
         deltas = []
         for name in names:
             cum = self._reporter.cumulative(name)

@@ -146,6 +146,13 @@ class GANLoss:
     Style mixing (generators with a mapping network): with probability ``style_mixing_prob`` the
     ws from index ``k ~ U{1, ..., num_ws - 1}`` on come from a second latent.
 
+    Several processes (``ddp``: the `training.ddp.wrap_networks` wrappers): the trained network
+    runs through its DistributedDataParallel wrapper, synchronising gradients only in the phase's
+    last backward (earlier rounds under ``no_sync``); the other network runs unwrapped. The
+    batch-level Rényi loss is combined over all ranks (`training.ddp.renyi_rank_factor`), so the
+    averaged gradient is that of the global batch. NaN/inf checks then record the first problem
+    and raise `NonFiniteError` only after the phase's collectives, so all ranks stay in step.
+
     ``gain`` multiplies every gradient (the reg interval for lazy regularisation). With
     ``amp='bf16'`` the network forwards run under bfloat16 autocast; all loss maths is float32.
     Statistics are reported to ``reporter`` (a `torch_utils.training_stats.Reporter`) with the
@@ -167,6 +174,7 @@ class GANLoss:
         pl_weight: float = 0.0,
         pl_batch_shrink: int = 2,
         pl_decay: float = 0.01,
+        ddp: Optional[dict] = None,
     ) -> None:
         if amp not in ("fp32", "bf16"):
             raise UserError(f"amp must be 'fp32' or 'bf16', got '{amp}'")
@@ -190,6 +198,8 @@ class GANLoss:
         self.pl_batch_shrink = max(int(pl_batch_shrink), 1)
         self.pl_decay = float(pl_decay)
         self.pl_mean = torch.zeros([], device=self.device)
+        self.ddp = dict(ddp or {})
+        self._problem: Optional[NonFiniteError] = None  # first deferred NaN/inf (several processes)
 
     # -- state that a snapshot must carry ----------------------------------------------------------
 
@@ -225,42 +235,70 @@ class GANLoss:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @staticmethod
-    def _check(phase: str, what: str, t: torch.Tensor) -> None:
-        if not bool(torch.isfinite(t.detach()).all()):
-            raise NonFiniteError(phase, what, _describe_nonfinite(t))
+    def _check(self, phase: str, what: str, t: torch.Tensor) -> torch.Tensor:
+        """Raise `NonFiniteError` on NaN/inf in `t`; with several processes record it instead and
+        return `t` with NaN/inf zeroed, so the phase (and its collectives) can run to the end."""
+        if bool(torch.isfinite(t.detach()).all()):
+            return t
+        err = NonFiniteError(phase, what, _describe_nonfinite(t))
+        if not self.ddp:
+            raise err
+        if self._problem is None:
+            self._problem = err
+        return torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False):
-        """(images, ws or None) for latents z and labels c, with style mixing when enabled."""
+    def _net(self, name: str, sync: Optional[bool]):
+        """(module, context): the plain network (``sync=None``: used as a fixed function), or its
+        DDP wrapper synchronising gradients in this forward's backward (True) or not (False)."""
+        from training.ddp import sync_context
+
+        plain = {"G": self.G, "D": self.D, "G_mapping": getattr(self.G, "mapping", None),
+                 "G_synthesis": getattr(self.G, "synthesis", None)}[name]
+        if sync is None or name not in self.ddp:
+            return plain, contextlib.nullcontext()
+        return self.ddp[name], sync_context(self.ddp[name], sync)
+
+    def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False, sync: Optional[bool] = None):
+        """(images, ws or None) for latents z and labels c, with style mixing when enabled.
+
+        ``sync``: see `_net` (only matters with several processes)."""
         if not self.has_mapping:
-            with self._autocast():
-                img = self.G(z, c)
+            G, ctx = self._net("G", sync)
+            with self._autocast(), ctx:
+                img = G(z, c)
             return img.float(), None
+        mapping, ctx_m = self._net("G_mapping", sync)
+        synthesis, ctx_s = self._net("G_synthesis", sync)
         with self._autocast():
-            ws = self.G.mapping(z, c, update_emas=update_emas)
-            if self.style_mixing_prob > 0:
-                num_ws = ws.shape[1]
-                cutoff = int(torch.randint(1, num_ws, []).item()) if num_ws > 1 else num_ws
-                if float(torch.rand([])) >= self.style_mixing_prob:
-                    cutoff = num_ws
-                if cutoff < num_ws:
-                    ws = ws.clone()
-                    ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), c, update_emas=False)[:, cutoff:]
-            img = self.G.synthesis(ws, update_emas=update_emas)
+            with ctx_m:
+                ws = mapping(z, c, update_emas=update_emas)
+                if self.style_mixing_prob > 0:
+                    num_ws = ws.shape[1]
+                    cutoff = int(torch.randint(1, num_ws, []).item()) if num_ws > 1 else num_ws
+                    if float(torch.rand([])) >= self.style_mixing_prob:
+                        cutoff = num_ws
+                    if cutoff < num_ws:
+                        ws = ws.clone()
+                        ws[:, cutoff:] = mapping(torch.randn_like(z), c, update_emas=False)[:, cutoff:]
+            with ctx_s:
+                img = synthesis(ws, update_emas=update_emas)
         return img.float(), ws
 
-    def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Logits [N, 1] (float32) of D on the augmented images."""
+    def run_D(self, img: torch.Tensor, c: torch.Tensor, sync: Optional[bool] = None) -> torch.Tensor:
+        """Logits [N, 1] (float32) of D on the augmented images (``sync``: see `_net`)."""
+        D, ctx = self._net("D", sync)
         with self._autocast():
             if self.augment_pipe is not None:
                 img = self.augment_pipe(img)
-            logits = self.D(img, c)
+            with ctx:
+                logits = D(img, c)
         return logits.float()
 
-    def _gen_logits(self, phase: str, z, c, update_emas: bool = False) -> torch.Tensor:
-        img, _ = self.run_G(z, c, update_emas=update_emas)
-        logits = self.run_D(img, c)
-        self._check(phase, "D(G(z)) logits", logits)
+    def _gen_logits(self, phase: str, z, c, update_emas: bool = False, sync_G: Optional[bool] = None,
+                    sync_D: Optional[bool] = None) -> torch.Tensor:
+        img, _ = self.run_G(z, c, update_emas=update_emas, sync=sync_G)
+        logits = self.run_D(img, c, sync=sync_D)
+        logits = self._check(phase, "D(G(z)) logits", logits)
         self._report("Loss/scores/fake", logits)
         self._report("Loss/signs/fake", logits.sign())
         return logits
@@ -285,6 +323,14 @@ class GANLoss:
         """
         if phase not in PHASES:
             raise ValueError(f"unknown phase '{phase}'")
+        self._problem = None
+        values = self._accumulate(phase, real_img, real_c, gen_z, gen_c, gain, params)
+        if self._problem is not None:
+            problem, self._problem = self._problem, None
+            raise problem
+        return values
+
+    def _accumulate(self, phase, real_img, real_c, gen_z, gen_c, gain, params) -> dict[str, float]:
         values: dict[str, float] = {}
         if phase in ("Gmain", "Gboth"):
             values["G_loss"] = self._accumulate_Gmain(phase, gen_z, gen_c, gain, params)
@@ -299,37 +345,53 @@ class GANLoss:
     def _accumulate_Gmain(self, phase, gen_z, gen_c, gain, params) -> float:
         total = sum(int(z.shape[0]) for z in gen_z)
         fn, kw = self.spec.fn, self.gen_params
-        if self.spec.batch_level and len(gen_z) > 1:
+        distributed = bool(self.ddp)
+        last_round = len(gen_z) - 1
+        if self.spec.batch_level and (len(gen_z) > 1 or distributed):
             if self.spec.name != "renyi":
                 raise UserError(
                     f"generator loss '{self.spec.name}' is batch-level and has no exact round coupling; "
-                    "set --batch-gpu equal to the per-GPU batch"
+                    "set --batch-gpu equal to the per-GPU batch and use one process"
                 )
             from renyi.coupling import CoupledLossAccumulator
 
-            acc = CoupledLossAccumulator(alpha=kw["alpha"], l1=bool(kw.get("l1", False)), total=total)
-            for z, c in zip(gen_z, gen_c):
-                logits = self._gen_logits(phase, z, c)
+            l1 = bool(kw.get("l1", False))
+            # With several processes each rank accumulates the gradient of its own loss L_k; the l1
+            # sign and the cross-rank weights are applied as one factor before the synced backward.
+            acc = CoupledLossAccumulator(alpha=kw["alpha"], l1=l1 and not distributed, total=total)
+            loss_value = math.nan
+            for r, (z, c) in enumerate(zip(gen_z, gen_c)):
+                logits = self._gen_logits(phase, z, c, sync_G=(r == last_round) if distributed else None)
                 surrogate, rescale_prev = acc.add_shard(logits)
+                if distributed and r == last_round:
+                    from training.ddp import renyi_rank_factor
+
+                    local_loss, _one = acc.finish()
+                    factor, loss_value = renyi_rank_factor(local_loss, total, kw["alpha"], l1, self.device)
+                    if not math.isfinite(factor):
+                        self._check(phase, "generator loss", torch.tensor(loss_value))
+                        factor = 0.0
+                    rescale_prev, surrogate = rescale_prev * factor, surrogate * factor
                 if rescale_prev != 1.0:
                     for p in params:
                         if p.grad is not None:
                             p.grad.mul_(rescale_prev)
                 (surrogate * gain).backward()
-            loss_value, final_scale = acc.finish()
-            if not math.isfinite(loss_value):
-                raise NonFiniteError(phase, "generator loss", loss_value)
-            if final_scale != 1.0:
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.mul_(final_scale)
+            if not distributed:
+                loss_value, final_scale = acc.finish()
+                if not math.isfinite(loss_value):
+                    raise NonFiniteError(phase, "generator loss", loss_value)
+                if final_scale != 1.0:
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.mul_(final_scale)
             self._report("Loss/G/loss", loss_value)
             return loss_value
         loss_sum = 0.0
-        for z, c in zip(gen_z, gen_c):
-            logits = self._gen_logits(phase, z, c)
+        for r, (z, c) in enumerate(zip(gen_z, gen_c)):
+            logits = self._gen_logits(phase, z, c, sync_G=(r == last_round) if distributed else None)
             loss = fn(logits, **kw)
-            self._check(phase, "generator loss", loss)
+            loss = self._check(phase, "generator loss", loss)
             weight = 1.0 if self.spec.batch_level else z.shape[0] / total
             (loss * (weight * gain)).backward()
             loss_sum += float(loss.detach()) * weight
@@ -338,13 +400,14 @@ class GANLoss:
 
     def _accumulate_Gpl(self, phase, gen_z, gen_c, gain) -> float:
         penalties = []
-        for z, c in zip(gen_z, gen_c):
+        last_round = len(gen_z) - 1
+        for r, (z, c) in enumerate(zip(gen_z, gen_c)):
             n = max(z.shape[0] // self.pl_batch_shrink, 1)
-            img, ws = self.run_G(z[:n], c[:n])
+            img, ws = self.run_G(z[:n], c[:n], sync=(r == last_round) if self.ddp else None)
             pl_noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
             (pl_grads,) = torch.autograd.grad(outputs=[(img * pl_noise).sum()], inputs=[ws], create_graph=True)
             pl_lengths = pl_grads.float().square().sum(2).mean(1).sqrt()
-            self._check(phase, "path lengths", pl_lengths)
+            pl_lengths = self._check(phase, "path lengths", pl_lengths)
             pl_mean = self.pl_mean.lerp(pl_lengths.mean().detach(), self.pl_decay)
             self.pl_mean.copy_(pl_mean.detach())
             pl_penalty = (pl_lengths - pl_mean).square()
@@ -361,18 +424,22 @@ class GANLoss:
         out = {"D_loss": 0.0} if do_Dmain else {}
         if do_Dr1:
             out["D_r1"] = 0.0
-        for x, xc, z, c in zip(real_img, real_c, gen_z, gen_c):
+        last_round = len(real_img) - 1
+        for r, (x, xc, z, c) in enumerate(zip(real_img, real_c, gen_z, gen_c)):
             w = x.shape[0] / total
+            # Several processes: D's gradients are averaged in the backward of the last round's
+            # reals; the fakes' backward (before it) only accumulates.
+            sync_real = (r == last_round) if self.ddp else None
             gen_logits = None
             if do_Dmain:
-                gen_logits = self._gen_logits(phase, z, c, update_emas=True)
+                gen_logits = self._gen_logits(phase, z, c, update_emas=True, sync_D=False if self.ddp else None)
                 if dfn is None:
                     loss_Dgen = F.softplus(gen_logits)
                     self._check(phase, "D loss on fakes", loss_Dgen)
                     loss_Dgen.mean().mul(w * gain).backward()
             real = x.detach().requires_grad_(do_Dr1)
-            real_logits = self.run_D(real, xc)
-            self._check(phase, "D(x) logits", real_logits)
+            real_logits = self.run_D(real, xc, sync=sync_real)
+            real_logits = self._check(phase, "D(x) logits", real_logits)
             self._report("Loss/scores/real", real_logits)
             self._report("Loss/signs/real", real_logits.sign())
             loss_D = torch.zeros([], device=real_logits.device)

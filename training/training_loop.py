@@ -18,6 +18,15 @@ optimiser uses `lr * r`, `betas ** r` with `r = interval / (interval + 1)`. Afte
 `ada_interval` steps the ADA rule `p <- max(p + sign(E[sign(D(x))] - target) * batch_size *
 ada_interval / (ada_kimg * 1000), 0)`.
 
+Several processes (`num_gpus > 1`, `rank`; started by `train.py --gpus=N` or torchrun, see
+`torch_utils.distributed`): G and D are wrapped in DistributedDataParallel (`training.ddp`), so
+all replicas start from rank 0's weights and gradients are averaged once per phase; rank k reads
+every num_gpus-th image (`misc.InfiniteSampler`) and takes the k-th slice of the step's latents,
+which are drawn from a generator seeded by (random_seed, step), so N processes with batch_gpu
+images per round train exactly like one process running all their rounds (the Rényi loss is
+combined over the global batch); statistics are summed over ranks; only rank 0 writes files;
+metrics use every rank; a NaN/inf on any rank makes all ranks skip or stop together.
+
 A NaN/inf in a logit, loss or gradient stops the run with `TrainingDivergedError` (the last good
 snapshot stays as it is), or with `nan_policy='skip'` drops that phase's update and goes on.
 Resuming from a snapshot restores weights, optimiser moments, EMA, counters, RNG states, the data
@@ -353,8 +362,27 @@ def training_loop(
         print(f"Networks: G {type(G).__module__}.{type(G).__name__} ({n_g:,} params), "
               f"D {type(D).__name__} ({n_d:,} params), device {dev}, amp {amp}")
 
+    # Several processes: DistributedDataParallel wrappers (they copy rank 0's weights to all ranks).
+    ddp_modules = None
+    if num_gpus > 1:
+        from torch_utils import distributed
+        from training import ddp as ddp_lib
+
+        if distributed.get_world_size() != num_gpus or distributed.get_rank() != rank:
+            raise UserError(f"num_gpus={num_gpus}, rank={rank} but the process group has rank {distributed.get_rank()} of "
+                            f"{distributed.get_world_size()}; start multi-process runs with train.py --gpus=N or torchrun")
+        ddp_modules = ddp_lib.wrap_networks(G, D, dev)
+        distributed.broadcast_module_(G_ema)
+        if augment_pipe is not None:
+            distributed.broadcast_module_(augment_pipe)
+        if is_main:
+            print(f"Distributed: {num_gpus} processes, DistributedDataParallel over "
+                  f"{', '.join(ddp_modules)} (backend {torch.distributed.get_backend()})")
+
     # Loss and phases.
-    loss = construct_class_by_name(device=dev, G=G, D=D, augment_pipe=augment_pipe, reporter=reporter, amp=amp, **loss_kwargs)
+    extra_loss_kwargs = dict(ddp=ddp_modules) if ddp_modules is not None else {}
+    loss = construct_class_by_name(device=dev, G=G, D=D, augment_pipe=augment_pipe, reporter=reporter, amp=amp,
+                                   **loss_kwargs, **extra_loss_kwargs)
     phases = _make_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     schedule = None
     if alpha_schedule:
@@ -411,7 +439,16 @@ def training_loop(
                                          **dl_kwargs)
     data_iter = iter(loader)
     if resume_state is not None:
-        misc.set_rng_state(resume_state["rng"])
+        per_rank = resume_state.get("rng_per_rank") or []
+        if len(per_rank) == num_gpus:
+            misc.set_rng_state(per_rank[rank])
+        elif num_gpus == 1:
+            misc.set_rng_state(resume_state["rng"])
+        else:  # the process count changed: latents stay exact (see below), dropout/augment draws do not
+            misc.seed_everything(random_seed * num_gpus + rank + 7919 * batch_idx)
+            if is_main:
+                print(f"note: the snapshot was written by {max(len(per_rank), 1)} process(es), this run has {num_gpus}; "
+                      "per-process random streams were re-seeded")
 
     # Snapshot grids (rank 0), without touching the training RNGs.
     grid_size = grid_z = grid_c = None
@@ -431,11 +468,24 @@ def training_loop(
     label_dim = training_set.label_dim
     num_phases = len(phases)
 
-    def draw_gen_c(n: int) -> torch.Tensor:
+    def draw_latents(step: int) -> tuple[list, list]:
+        """Per phase: this rank's z and c chunks (rounds of batch_gpu).
+
+        The whole step's latents come from a generator seeded by (random_seed, step), and each rank
+        takes its contiguous slice, so the global batch of latents (and its grouping into rounds of
+        batch_gpu) does not depend on the number of processes, and a resumed run draws the same."""
+        seed = int(np.random.SeedSequence([int(random_seed), int(step), 0x1A7E]).generate_state(1, np.uint64)[0] >> 1)
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn([num_phases, batch_size, G.z_dim], generator=gen)
+        mine = slice(rank * per_gpu_batch, (rank + 1) * per_gpu_batch)
+        zs = [pz[mine].to(dev).split(batch_gpu) for pz in z]
         if label_dim == 0:
-            return torch.zeros([n, 0], device=dev)
-        idx = np.random.randint(len(training_set), size=n)
-        return torch.from_numpy(np.stack([training_set.get_label(int(i)) for i in idx])).to(dev)
+            cs = [torch.zeros([per_gpu_batch, 0], device=dev).split(batch_gpu) for _ in range(num_phases)]
+        else:
+            idx = torch.randint(len(training_set), [num_phases, batch_size], generator=gen)[:, mine]
+            cs = [torch.from_numpy(np.stack([training_set.get_label(int(i)) for i in row])).to(dev).split(batch_gpu)
+                  for row in idx]
+        return zs, cs
 
     # NaN injection for tests: a forward hook on D active during one step.
     step_box = {"step": batch_idx}
@@ -468,7 +518,7 @@ def training_loop(
     maintenance_time = tick_start_time - start_time
     done = cur_nimg >= total_nimg
 
-    def save_network_snapshot() -> str:
+    def save_network_snapshot(rng_states: list) -> str:
         nonlocal last_snapshot
         if ema_follows_G:
             misc.copy_params_and_buffers(G, G_ema, require_all=True)
@@ -480,7 +530,7 @@ def training_loop(
             training_set_kwargs=dict(training_set_kwargs),
             G_opt=phase_opt["G"].state_dict(), D_opt=phase_opt["D"].state_dict(),
             progress=dict(cur_nimg=cur_nimg, cur_tick=cur_tick, batch_idx=batch_idx, tick_start_nimg=tick_start_nimg),
-            rng=misc.get_rng_state(), loss_state=loss.state_dict(),
+            rng=rng_states[0], rng_per_rank=rng_states if num_gpus > 1 else None, loss_state=loss.state_dict(),
             alpha_schedule=dict(spec=alpha_schedule, alpha=loss.gen_params.get("alpha")),
             stats=dict(reporter=reporter.state_dict(), ada=ada_stats.state_dict()),
             training_options=dict(batch_size=batch_size, batch_gpu=batch_gpu, total_kimg=total_kimg, random_seed=random_seed),
@@ -495,9 +545,7 @@ def training_loop(
         real_img, real_c = next(data_iter)
         real_img = (real_img.to(dev).to(torch.float32) / 127.5 - 1).split(batch_gpu)
         real_c = real_c.to(dev).split(batch_gpu)
-        all_gen_z = torch.randn([num_phases * per_gpu_batch, G.z_dim], device=dev)
-        all_gen_z = [pz.split(batch_gpu) for pz in all_gen_z.split(per_gpu_batch)]
-        all_gen_c = [draw_gen_c(per_gpu_batch).split(batch_gpu) for _ in range(num_phases)]
+        all_gen_z, all_gen_c = draw_latents(batch_idx)
         if schedule is not None:
             alpha = float(schedule.alpha_at(cur_nimg / 1000))
             loss.set_generator_param("alpha", alpha)
@@ -520,21 +568,14 @@ def training_loop(
                 problem = f"{err.what}: {err.value}"
                 values = {}
             phase.module.requires_grad_(False)
-            if num_gpus > 1:
-                grads = [p.grad for p in params if p.grad is not None]
-                if grads:
-                    import torch.distributed as dist
-
-                    flat = torch.cat([g.flatten() for g in grads])
-                    dist.all_reduce(flat)
-                    flat /= num_gpus
-                    for g, chunk in zip(grads, flat.split([g.numel() for g in grads])):
-                        g.copy_(chunk.view_as(g))
+            # (With several processes DDP has averaged the gradients in the last backward.)
             if problem is None and not all(math.isfinite(v) for v in values.values()):
                 problem = "loss values " + ", ".join(f"{k}={v}" for k, v in values.items())
             if problem is None and not misc.grads_are_finite(params):
                 bad = [n for n, p in phase.module.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
                 problem = f"gradients of {len(bad)} tensor(s), e.g. {bad[:3]}"
+            if num_gpus > 1:
+                problem = ddp_lib.agree_on_problem(problem, dev)  # every rank skips or stops alike
             if problem is not None:
                 msg = (f"NaN/inf detected at step {batch_idx} (kimg {cur_nimg / 1000:.3f}), phase {phase.name}: {problem}")
                 if nan_policy == "skip":
@@ -634,8 +675,13 @@ def training_loop(
             if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
                 if ema_follows_G:
                     misc.copy_params_and_buffers(G, G_ema, require_all=True)
+                rng_states = [misc.get_rng_state()]
+                if num_gpus > 1:  # every rank's random streams, so a resume continues each exactly
+                    rng_states = distributed.all_gather_object(rng_states[0])
                 if is_main:
-                    snapshot_name = save_network_snapshot()
+                    snapshot_name = save_network_snapshot(rng_states)
+                else:  # written by rank 0; named in this rank's messages too
+                    last_snapshot = os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pt")
                 if metrics:
                     from metrics import metric_main
 
