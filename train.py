@@ -8,6 +8,17 @@ Examples:
     # StyleGAN2 on a dataset zip made by dataset_tool.py, non-saturating loss, no augmentation:
     python train.py --data=datasets/cifar10.zip --cfg=cifar --aug=noaug --metrics=none
 
+    # Two processes on one machine (one per GPU with CUDA, NCCL; gloo processes on CPU):
+    python train.py --gpus=2 --loss=renyi --alpha=3 --kimg=30
+
+    # Two nodes with 8 GPUs each (run on every node; NODE_RANK 0 on the node at MASTER_ADDR):
+    torchrun --nnodes=2 --nproc-per-node=8 --node-rank=$NODE_RANK --master-addr=$MASTER_ADDR \
+        --master-port=29500 train.py --data=datasets/cifar10.zip --cfg=cifar --batch=64
+
+A process that fails or hangs ends the whole run within --dist-timeout seconds, with the rank
+and its error on stderr and in log.txt; snapshots are written atomically, so the last one stays
+intact.
+
 `train.py` only parses and validates the options into one explicit configuration dict (written
 to `<run dir>/training_options.json`), then runs `training.training_loop.training_loop` on it.
 """
@@ -59,10 +70,17 @@ def probe_dataset(path: str) -> EasyDict:
     return info
 
 
+def torch_cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def setup_training_options(
     *,
     outdir: str = "training-runs",
     gpus: int = 1,
+    dist_timeout: float = 300.0,
     snap: int = 50,
     metrics: Optional[str] = None,
     seed: int = 0,
@@ -122,8 +140,6 @@ def setup_training_options(
     # General.
     if gpus < 1 or gpus & (gpus - 1):
         raise UserError(f"--gpus={gpus} must be a power of two (1, 2, 4, ...)")
-    if gpus > 1:
-        raise UserError(f"--gpus={gpus}: multi-GPU training is not yet supported; use --gpus=1")
     if snap < 1:
         raise UserError(f"--snap={snap} must be >= 1 (ticks between snapshots)")
     if seed < 0:
@@ -135,7 +151,18 @@ def setup_training_options(
     if amp not in ("fp32", "bf16"):
         raise UserError(f"--amp={amp}: choose fp32 or bf16")
     dev = misc.select_device(device)
+    if gpus > 1:
+        if dev.type == "cuda" and dev.index is not None:
+            raise UserError(f"--device={device} with --gpus={gpus}: use --device=cuda (process i takes GPU i)")
+        if dev.type == "cuda" and gpus > torch_cuda_count():
+            raise UserError(f"--gpus={gpus} but this machine has {torch_cuda_count()} GPU(s); lower --gpus "
+                            "(or use --device=cpu for CPU processes)")
+        if dev.type not in ("cuda", "cpu"):
+            raise UserError(f"--gpus={gpus} needs --device=cuda or cpu, not {dev.type}")
+    if dist_timeout <= 0:
+        raise UserError(f"--dist-timeout={dist_timeout} must be a positive number of seconds")
     args.num_gpus = gpus
+    args.dist_timeout = float(dist_timeout)
     args.image_snapshot_ticks = args.network_snapshot_ticks = snap
     args.random_seed = seed
     args.device = str(dev)
@@ -357,7 +384,8 @@ def _print_summary(args: EasyDict) -> None:
 @click.command(context_settings=dict(help_option_names=["-h", "--help"]))
 # General.
 @click.option("--outdir", help="Where to put the run folders", metavar="DIR", default="training-runs", show_default=True)
-@click.option("--gpus", help="Number of GPUs (power of two; >1 not yet supported)", type=int, default=1, metavar="INT", show_default=True)
+@click.option("--gpus", help="Number of processes, one per GPU (power of two; on CPU, gloo processes)", type=int, default=1, metavar="INT", show_default=True)
+@click.option("--dist-timeout", help="Seconds a process waits for the others before the run fails", type=float, default=300.0, metavar="SEC", show_default=True)
 @click.option("--snap", help="Snapshot interval in ticks", type=int, default=50, metavar="INT", show_default=True)
 @click.option("--metrics", help="Comma-separated metrics, or none", default="none", show_default=True)
 @click.option("--seed", help="Random seed", type=int, default=0, metavar="INT", show_default=True)
@@ -411,8 +439,18 @@ def _print_summary(args: EasyDict) -> None:
 @cli_main
 def main(outdir: str, dry_run: bool, **kwargs: Any) -> None:
     """Train a GAN; writes a run folder under --outdir (see README)."""
+    from torch_utils import distributed
+
+    layout = distributed.torchrun_env()
+    if layout is not None and not dry_run:
+        if kwargs.get("gpus", 1) not in (1, layout["world_size"]):
+            raise UserError(f"--gpus={kwargs['gpus']} but torchrun started {layout['world_size']} processes; drop --gpus")
+        kwargs["gpus"] = layout["world_size"]
     notes: list[str] = []
     args, run_desc = setup_training_options(outdir=outdir, dry_run=dry_run, notes=notes, **kwargs)
+    if layout is not None and not dry_run:
+        _main_torchrun(outdir, run_desc, args, notes)
+        return
     for line in notes:
         print(line)
     args.run_dir = next_run_dir(outdir, run_desc)
@@ -423,20 +461,77 @@ def main(outdir: str, dry_run: bool, **kwargs: Any) -> None:
         print("Dry run; exiting.")
         return
     _print_summary(args)
+    _create_run_dir(args)
+    if args.num_gpus == 1:
+        import torch
+
+        result = subprocess_fn(distributed.DistInfo(device=torch.device(args.device)), args, notes)
+    else:
+        print(f"Launching {args.num_gpus} processes...")
+        try:
+            result = distributed.launch(subprocess_fn, args.num_gpus, args=(args, notes), device=args.device,
+                                        timeout_s=args.dist_timeout)[0]
+        except UserError as err:
+            with open(os.path.join(args.run_dir, "log.txt"), "a", encoding="utf-8") as f:
+                f.write(f"error: {err}\n")
+            raise
+    _print_done(args, result)
+
+
+def _create_run_dir(args: EasyDict) -> None:
     os.makedirs(args.run_dir, exist_ok=False)
     atomic_write_text(os.path.join(args.run_dir, "training_options.json"), json.dumps(args, indent=2) + "\n", overwrite=False)
-    from training import training_loop
 
-    with training_loop.Logger(os.path.join(args.run_dir, "log.txt")):
-        for line in notes:
-            print(line)
-        result = training_loop.training_loop(rank=0, **args)
-    print(f"Done: {result.cur_nimg / 1000:g} kimg; run folder {args.run_dir}")
-    if result.last_snapshot:
-        print(f"Last snapshot: {result.last_snapshot}")
+
+def _print_done(args: EasyDict, result: dict) -> None:
+    print(f"Done: {result['cur_nimg'] / 1000:g} kimg; run folder {args.run_dir}")
+    if result["last_snapshot"]:
+        print(f"Last snapshot: {result['last_snapshot']}")
     grids = sorted(Path(args.run_dir).glob("fakes[0-9]*.png"))
     if grids:
         print(f"Latest sample grid: {grids[-1]}")
+
+
+def subprocess_fn(info: Any, args: EasyDict, notes: list[str]) -> dict:
+    """Run the training loop as process ``info.rank`` of ``info.world_size`` (a
+    `torch_utils.distributed.DistInfo`); rank 0 tees its output into ``<run_dir>/log.txt``."""
+    import torch
+
+    from training import training_loop
+
+    if info.world_size > 1 and info.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))  # share the cores
+    log_file = os.path.join(args.run_dir, "log.txt") if info.rank == 0 else None
+    with training_loop.Logger(log_file):
+        if info.rank == 0:
+            for line in notes:
+                print(line)
+        opts = dict(args, rank=info.rank, num_gpus=info.world_size, device=str(info.device))
+        res = training_loop.training_loop(**opts)
+    return dict(cur_nimg=res.cur_nimg, last_snapshot=res.last_snapshot)
+
+
+def _main_torchrun(outdir: str, run_desc: str, args: EasyDict, notes: list[str]) -> None:
+    """One process of a torchrun job (any number of nodes): join the group from the environment,
+    rank 0 makes the run folder, every rank trains."""
+    from torch_utils import distributed
+
+    info = distributed.init_from_env(device=args.device, timeout_s=args.dist_timeout)
+    try:
+        run_dir = None
+        if info.rank == 0:
+            for line in notes:
+                print(line)
+            args.run_dir = next_run_dir(outdir, run_desc)
+            _print_summary(args)
+            _create_run_dir(args)
+            run_dir = args.run_dir
+        args.run_dir = distributed.broadcast_object(run_dir, src=0)
+        result = subprocess_fn(info, args, notes)
+        if info.rank == 0:
+            _print_done(args, result)
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def _invoke(args):
 
 @pytest.mark.parametrize("bad,needle", [
     (["--gpus=3"], "--gpus=3"),
-    (["--gpus=2"], "not yet supported"),
+    (["--gpus=2", "--dist-timeout=0"], "--dist-timeout=0"),
     (["--snap=0"], "--snap"),
     (["--loss=nope"], "unknown generator loss"),
     (["--loss=renyi"], "needs --alpha"),
