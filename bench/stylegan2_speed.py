@@ -176,6 +176,20 @@ def measure(res: int, amp: str, variants: list[str], batch: int, cbase: int, cma
     return {k: (statistics.median(w), statistics.median(c)) for k, (w, c) in times.items()}
 
 
+def bf16_is_native(threads: int) -> bool:
+    """True when a bfloat16 matmul is at least as fast as a float32 one (native bf16 units)."""
+    a = torch.randn(512, 512)
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = a.to(dtype)
+        x @ x
+        t0 = time.perf_counter()
+        for _ in range(5):
+            x @ x
+        rates[dtype] = time.perf_counter() - t0
+    return rates[torch.bfloat16] <= rates[torch.float32]
+
+
 def sec_per_kimg(per_call: dict[str, float], batch: int) -> float:
     return (per_call["Gmain"] + per_call["Dmain"] + per_call["Greg"] / 4 + per_call["Dreg"] / 16) * 1000 / batch
 
@@ -203,9 +217,17 @@ def main(res: str, amp: str, variants: str, batch: int, cbase: int, cmax: int, r
     print(header)
     print(f"{'':>4} {'':>5} {'':>9} | " + " ".join(f"{'wall/cpu s':>13}" for _ in PHASES) + f" | {'wall / cpu':>17} |")
     print("-" * len(header))
-    for r in [int(x) for x in res.split(",") if x]:
-        for a in [x for x in amp.split(",") if x]:
-            m = measure(r, a, variant_list, batch, cbase, cmax, reps)
+    amps = [x for x in amp.split(",") if x]
+    native_bf16 = "bf16" not in amps or bf16_is_native(threads)
+    if not native_bf16:
+        print("note: bfloat16 is emulated on this CPU (slower than float32); bf16 rows use 1 timed call and only the"
+              f" first resolution (pass --amp bf16 --res R to force one).\n")
+    resolutions = [int(x) for x in res.split(",") if x]
+    for r in resolutions:
+        for a in amps:
+            if a == "bf16" and not native_bf16 and r != resolutions[0] and amps != ["bf16"]:
+                continue
+            m = measure(r, a, variant_list, batch, cbase, cmax, reps if (a != "bf16" or native_bf16) else 1)
             base = None
             if "ref" in variant_list:
                 base = sec_per_kimg({p: m[("ref", p)][0] for p in PHASES}, batch)

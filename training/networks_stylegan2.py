@@ -43,6 +43,10 @@ Precision and speed
   which is exactly equal to the per-sample weight form and runs as one batched convolution with a
   shared weight; demodulation uses ``d = rsqrt(s**2 @ sum_k(w**2).T + 1e-8)`` ([N, O]) instead of
   forming [N, O, I, k, k] weights. ``fused_modconv=True`` selects the grouped-convolution form.
+- Convolutions of the fast ops always run in channels_last, so the ``channels_last`` /
+  ``fp16_channels_last`` constructor arguments are accepted for configuration compatibility only.
+- Second derivatives (R1, path length) go through custom autograd functions for convolutions and
+  FIR filters (see torch_utils.ops), not PyTorch's slow generic double backward.
 - Each layer has an ``impl`` attribute ('fast' default, or 'ref'): 'ref' runs the reference ops
   (NCHW, zero-insertion upfirdn2d, plain bias_act, 5-D demodulation) and serves as the baseline of
   ``bench/stylegan2_speed.py``; `set_ops_impl(module, impl)` switches a whole network.
@@ -61,7 +65,6 @@ from typing import Any, Optional, Sequence
 import click
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dnnlib.util import UserError, cli_main
 from torch_utils.ops import upfirdn2d
