@@ -318,6 +318,9 @@ def plot_fid_vs_kimg(rows: list[TrialRow], path: Path, metric: str) -> bool:
         color = f"C{i % 10}"
         ax.plot(ks, mean, color=color, marker="o", ms=3, label=f"{setting} (n={len(g)})")
         ax.fill_between(ks, lo, hi, color=color, alpha=0.2, linewidth=0)
+    lo_all, hi_all = ax.get_ylim()
+    if lo_all > 0 and hi_all / lo_all > 4:  # the untrained kimg-0 values would flatten the rest
+        ax.set_yscale("log")
     ax.set_xlabel("kimg")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs training progress (mean over seeds, band = min..max)")
