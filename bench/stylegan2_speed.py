@@ -213,15 +213,15 @@ def main(res: str, amp: str, variants: str, batch: int, cbase: int, cmax: int, r
     print(f"CPU: {cpu_description()}; torch {torch.__version__}; {threads} threads; load average at start {load[0]:.1f}")
     print(f"G/D: cbase {cbase}, cmax {cmax}, 2 mapping layers, resnet D, batch {batch}; {reps} timed calls per phase (median)")
     print("NVIDIA = its reference ops on the spec's Intel SPR machine (cpu-measurements.md); not run here.\n")
-    header = f"{'res':>4} {'prec':>5} {'variant':>9} | " + " ".join(f"{p:>13}" for p in PHASES) + f" | {'sec/kimg':>17} | {'vs ref':>6} | NVIDIA s/kimg"
-    print(header)
-    print(f"{'':>4} {'':>5} {'':>9} | " + " ".join(f"{'wall/cpu s':>13}" for _ in PHASES) + f" | {'wall / cpu':>17} |")
-    print("-" * len(header))
     amps = [x for x in amp.split(",") if x]
     native_bf16 = "bf16" not in amps or bf16_is_native(threads)
     if not native_bf16:
         print("note: bfloat16 is emulated on this CPU (slower than float32); bf16 rows use 1 timed call and only the"
-              f" first resolution (pass --amp bf16 --res R to force one).\n")
+              " first resolution (pass --amp bf16 --res R to force one).\n")
+    header = f"{'res':>4} {'prec':>5} {'variant':>9} | " + " ".join(f"{p:>13}" for p in PHASES) + f" | {'sec/kimg':>17} | {'vs ref':>10} | NVIDIA s/kimg"
+    print(header)
+    print(f"{'':>4} {'':>5} {'':>9} | " + " ".join(f"{'wall/cpu s':>13}" for _ in PHASES) + f" | {'wall / cpu':>17} | {'wall/cpu':>10} |")
+    print("-" * len(header))
     resolutions = [int(x) for x in res.split(",") if x]
     for r in resolutions:
         for a in amps:
@@ -230,15 +230,15 @@ def main(res: str, amp: str, variants: str, batch: int, cbase: int, cmax: int, r
             m = measure(r, a, variant_list, batch, cbase, cmax, reps if (a != "bf16" or native_bf16) else 1)
             base = None
             if "ref" in variant_list:
-                base = sec_per_kimg({p: m[("ref", p)][0] for p in PHASES}, batch)
+                base = tuple(sec_per_kimg({p: m[("ref", p)][i] for p in PHASES}, batch) for i in (0, 1))
             for v in variant_list:
                 wall = {p: m[(v, p)][0] for p in PHASES}
                 cpu = {p: m[(v, p)][1] for p in PHASES}
                 spk_w, spk_c = sec_per_kimg(wall, batch), sec_per_kimg(cpu, batch)
                 cells = " ".join(f"{wall[p]:6.3f}/{cpu[p]:6.3f}" for p in PHASES)
-                ratio = f"{base / spk_w:5.2f}x" if base else "  -   "
+                ratio = f"{base[0] / spk_w:4.2f}/{base[1] / spk_c:4.2f}x" if base else "-"
                 nv = NVIDIA.get((a, "sec/kimg"), "-") if (r == 32 and batch == 16 and cbase == 4096 and cmax == 128) else "-"
-                print(f"{r:>4} {a:>5} {v:>9} | {cells} | {spk_w:8.1f} /{spk_c:7.1f} | {ratio:>6} | {nv}")
+                print(f"{r:>4} {a:>5} {v:>9} | {cells} | {spk_w:8.1f} /{spk_c:7.1f} | {ratio:>10} | {nv}")
             sys.stdout.flush()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"\nload average at end {load[0]:.1f} (above {threads} means other jobs shared the cores: wall times are inflated)")

@@ -28,7 +28,10 @@ commute) -- padding applied once, inside the convolution where it is symmetric:
   remaining padding, which also crops.
 
 The fast path also runs the convolutions in channels_last memory format (2-3x faster on x86 CPUs
-with oneDNN, and the layout cuDNN prefers for half precision); its output is channels_last.
+with oneDNN, and the layout cuDNN prefers for half precision); its output is channels_last. Its
+convolutions are custom autograd functions whose derivatives are again regular convolutions,
+transposed convolutions or weight gradients, so the second derivatives of R1 and path-length
+penalties avoid PyTorch's slow generic convolution double backward (see `_Conv`).
 """
 
 from __future__ import annotations
