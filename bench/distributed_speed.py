@@ -11,7 +11,8 @@ construction and the first step excluded):
   CPU / NCCL on CUDA), each with threads/N threads, so both rows use the same cores.
 
 It also times one all-reduce of a float32 tensor as large as G's + D's parameters (what DDP
-averages per step, once for G and once for D), the communication floor of the N-process row.
+averages per step: G's gradients in the G phase, D's in the D phase), the communication floor of
+the N-process row.
 On a 2-core CPU machine 2 processes cannot be faster than one with 2 threads: the point is that
 the path works and what it costs.
 
@@ -135,8 +136,9 @@ def main(data, procs, steps, reps, batch, threads, device):
         sec_kimg = wall / nimg * 1000
         base = sec_kimg if base is None else base
         print(f"{name:<14} {nimg / wall:>8.1f} {sec_kimg:>9.2f} {cpu / nimg * 1000:>11.2f} {base / sec_kimg:>9.2f}x")
-    print(f"one all-reduce of {numel / 1e6:.2f}M float32 (G + D parameters) over {procs} processes: {ar * 1000:.1f} ms "
-          f"(x2 per step: G and D) = {2 * ar * 1000 / (batch / 1000) / 1000:.2f} sec/kimg of pure communication")
+    print(f"one all-reduce of {numel / 1e6:.2f}M float32 (G + D parameters; per step DDP averages G's in the G "
+          f"phase and D's in the D phase) over {procs} processes: {ar * 1000:.1f} ms = {ar / (batch / 1000):.2f} "
+          "sec/kimg of pure communication")
     print("(vs 1 proc > 1x means faster; other jobs were running on this machine if the load average exceeds the "
           "thread count, so wall-clock figures are noisy)")
 
