@@ -161,7 +161,7 @@ def fid_of(a: np.ndarray, b: np.ndarray) -> float:
     sa, sb = FeatureStats(capture_mean_cov=True), FeatureStats(capture_mean_cov=True)
     sa.append(a)
     sb.append(b)
-    return frechet_distance(*sa.get_mean_cov(), *sb.get_mean_cov())
+    return frechet_distance(*sa.get_mean_cov(), *sb.get_mean_cov(), sa.get_cov_factor(), sb.get_cov_factor())
 
 
 # ------------------------------------------------------------------------------------------------

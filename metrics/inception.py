@@ -72,10 +72,9 @@ class ConvBN(nn.Module):
         return self.weight.shape[0]
 
     def fold(self) -> None:
-        """Merge the batch norm into the convolution (float64 arithmetic, float32 result)."""
-        w = self.weight.detach().double()
+        """Merge the batch norm into the convolution (per-channel gains in float64)."""
         gain = self.scale.double() / torch.sqrt(self.var.double() + BN_EPS)
-        self.folded_weight = (w * gain[:, None, None, None]).float()
+        self.folded_weight = self.weight.detach() * gain.float()[:, None, None, None]
         self.folded_bias = (self.beta.double() - self.mean.double() * gain).float()
 
     def unfold(self) -> None:

@@ -41,6 +41,7 @@ def compute_kid(opts, max_real: int | None, num_gen: int, num_subsets: int, max_
     """KID between the dataset (first `max_real` items) and `num_gen` generated images."""
     from metrics import pipeline
 
+    pipeline.require_real_data(opts)
     det = pipeline.get_inception(opts)
     real = pipeline.compute_feature_stats_for_dataset(opts, det, max_items=max_real, capture_all=True)
     gen = pipeline.compute_feature_stats_for_generator(opts, det.features, num_gen, capture_all=True)

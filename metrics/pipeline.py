@@ -175,12 +175,17 @@ def dataset_stats_key(opts: MetricOptions, detector: Any, max_items: Optional[in
     return key, stats_cache_path(opts.dataset_kwargs, detector.name, key)
 
 
+def require_real_data(opts: MetricOptions) -> None:
+    """Fail early (before loading any detector) when a metric needs real data and has none."""
+    if not opts.dataset_kwargs.get("path"):
+        raise UserError("no real dataset given: pass --data=PATH (a dataset zip or folder)")
+
+
 def compute_feature_stats_for_dataset(opts: MetricOptions, detector: Any, max_items: Optional[int] = None,
                                       capture_all: bool = False, capture_mean_cov: bool = False,
                                       desc: str = "real images") -> FeatureStats:
     """Statistics of the detector features of the (first `max_items`) dataset items, cached."""
-    if not opts.dataset_kwargs.get("path"):
-        raise UserError("no real dataset given: pass --data=PATH (a dataset zip or folder)")
+    require_real_data(opts)
     cache_file = None
     if opts.cache:
         _key, cache_file = dataset_stats_key(opts, detector, max_items, capture_all, capture_mean_cov)
@@ -241,11 +246,15 @@ def compute_feature_stats_for_generator(opts: MetricOptions, feature_fn: Feature
     bar = _progress(opts, num_gen, desc)
     with torch.no_grad():
         while not stats.is_full():
+            # Every rank makes the same number of images (the gather needs equal sizes).
+            todo = min(batch, -(-stats.remaining() // opts.num_gpus))
             images = []
-            for _ in range(batch // batch_gen):
-                z = torch.randn([batch_gen, G.z_dim], generator=gen).to(opts.device)
-                c = sample_c(batch_gen).to(opts.device)
+            while todo > 0:
+                n = min(batch_gen, todo)
+                z = torch.randn([n, G.z_dim], generator=gen).to(opts.device)
+                c = sample_c(n).to(opts.device)
                 images.append(to_uint8(G(z=z, c=c, **opts.G_kwargs)))
+                todo -= n
             feats = _gather(feature_fn(torch.cat(images)), opts)
             before = stats.num_items
             stats.append(feats)

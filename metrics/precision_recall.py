@@ -63,6 +63,7 @@ def compute_pr(opts, max_real: int | None, num_gen: int, nhood_size: int, row_ba
     features are VGG16's when a VGG16 file is given, else the Inception pool features."""
     from metrics import pipeline
 
+    pipeline.require_real_data(opts)
     det = pipeline.get_pr_detector(opts)
     real = pipeline.compute_feature_stats_for_dataset(opts, det, max_items=max_real, capture_all=True)
     gen = pipeline.compute_feature_stats_for_generator(opts, det.features, num_gen, capture_all=True)

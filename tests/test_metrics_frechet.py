@@ -87,3 +87,26 @@ def test_near_singular_product_is_real_and_finite():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+def test_covariance_factors_give_the_same_distance():
+    """Fewer samples than dimensions: the factored trace term equals the eigendecomposition one."""
+    rng = np.random.default_rng(4)
+    d = 60
+    x = rng.standard_normal((25, d)) @ rng.standard_normal((d, d)) * 0.3
+    y = rng.standard_normal((40, d)) + 0.2
+    sx, sy = FeatureStats(capture_mean_cov=True), FeatureStats(capture_mean_cov=True)
+    sx.append(x)
+    sy.append(y)
+    (mx, cx), (my, cy) = sx.get_mean_cov(), sy.get_mean_cov()
+    fx, fy = sx.get_cov_factor(), sy.get_cov_factor()
+    assert fx.shape == (d, 25)
+    np.testing.assert_allclose(fx @ fx.T, cx, atol=1e-5)  # float32 inputs, float64 arithmetic
+    plain = frechet_distance(mx, cx, my, cy)
+    assert frechet_distance(mx, cx, my, cy, fx, None) == pytest.approx(plain, rel=1e-8)
+    assert frechet_distance(mx, cx, my, cy, None, fy) == pytest.approx(plain, rel=1e-8)
+    assert frechet_distance(mx, cx, my, cy, fx, fy) == pytest.approx(plain, rel=1e-8)
+    # More samples than dimensions: no factor is kept.
+    big = FeatureStats(capture_mean_cov=True)
+    big.append(rng.standard_normal((d + 1, d)))
+    assert big.get_cov_factor() is None

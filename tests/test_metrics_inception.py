@@ -111,7 +111,7 @@ def test_fid_equals_the_reference_fid(reference_and_ours):
         a, b = FeatureStats(capture_mean_cov=True), FeatureStats(capture_mean_cov=True)
         a.append(f[:128].numpy())
         b.append(f[128:].numpy())
-        return frechet_distance(*a.get_mean_cov(), *b.get_mean_cov())
+        return frechet_distance(*a.get_mean_cov(), *b.get_mean_cov(), a.get_cov_factor(), b.get_cov_factor())
 
     f_ref, f_ours = fid(ref), fid(ours)
     assert f_ref > 10  # two different halves of CIFAR-10 test, 128 each: a large, singular-covariance FID
