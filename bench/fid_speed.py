@@ -45,7 +45,6 @@ import click
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))

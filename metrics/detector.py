@@ -31,12 +31,12 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Protocol
+from typing import Mapping, Optional, Protocol
 
 import torch
 
 from dnnlib.util import UserError, atomic_path, make_cache_dir_path
-from metrics.inception import FEATURE_DIM, NUM_CLASSES, STAGES, ConvBN, FIDInceptionV3
+from metrics.inception import FEATURE_DIM, NUM_CLASSES, STAGES, FIDInceptionV3
 
 ENV_DETECTOR = "RENYI_GAN_DETECTOR"
 ENV_VGG16 = "RENYI_GAN_VGG16"
@@ -439,5 +439,3 @@ def load_vgg16(path: str | os.PathLike, device: torch.device | str = "cpu") -> T
 def resolve_vgg16_path(vgg16: Optional[str]) -> Optional[str]:
     return vgg16 or os.environ.get(ENV_VGG16) or None
 
-
-DetectorFactory = Callable[..., Detector]

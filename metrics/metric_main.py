@@ -29,7 +29,6 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
 from dnnlib.util import UserError
 from metrics import metric_main
