@@ -1,6 +1,6 @@
 """Evaluate metrics on the snapshots of a trial (or run) folder after training, resumably.
 
-    python -m renyi.evaluate TRIAL_DIR --metrics=fid2k [--precision=bf16] [--detector=PATH]
+    python -m renyi.evaluate TRIAL_DIR --metrics=fid2k [--snapshots=all|last|0,10] [--precision=bf16]
 
 For each metric and each snapshot of the trial's merged history (`renyi.runs.read_trial`, so a
 resumed trial is evaluated once per kimg) that has no value for that metric yet, the snapshot's
@@ -26,11 +26,26 @@ from dnnlib.util import UserError, cli_main
 from renyi.runs import read_trial
 
 
-def pending_snapshots(trial_dir: Path, metric: str) -> list[tuple[int, Path]]:
-    """(kimg, snapshot path) of the trial's snapshots with no value for ``metric`` yet, by kimg."""
+def select_kimgs(available: list[int], which: str) -> list[int]:
+    """``which``: 'all', 'last' (the newest snapshot) or a comma list of kimg values (those present)."""
+    available = sorted(available)
+    if which == "all":
+        return available
+    if which == "last":
+        return available[-1:]
+    try:
+        wanted = {int(x) for x in which.split(",") if x.strip()}
+    except ValueError:
+        raise UserError(f"--snapshots: '{which}' is not all, last or a comma list of kimg values") from None
+    return [k for k in available if k in wanted]
+
+
+def pending_snapshots(trial_dir: Path, metric: str, which: str = "all") -> list[tuple[int, Path]]:
+    """(kimg, snapshot path) of the selected snapshots with no value for ``metric`` yet, by kimg."""
     hist = read_trial(trial_dir)
     have = {k for k, _ in hist.metrics.get(metric, [])}
-    return [(k, p) for k, p in sorted(hist.snapshots.items()) if k not in have]
+    chosen = select_kimgs(list(hist.snapshots), which)
+    return [(k, hist.snapshots[k]) for k in chosen if k not in have]
 
 
 def evaluate_trial(
@@ -39,6 +54,7 @@ def evaluate_trial(
     precision: str = "fp32",
     detector: Optional[str] = None,
     progress: bool = True,
+    which: str = "all",
 ) -> int:
     """Evaluate every pending (snapshot, metric) pair; returns how many results were written."""
     import torch
@@ -57,7 +73,7 @@ def evaluate_trial(
     det = None
     written = 0
     for metric in metrics:
-        for kimg, snap_path in pending_snapshots(trial_dir, metric):
+        for kimg, snap_path in pending_snapshots(trial_dir, metric, which):
             if det is None:
                 det = detector_lib.load_inception(detector, device=device, precision=precision, progress=progress)
             snap = load_snapshot(snap_path, device=device)
@@ -78,11 +94,13 @@ def evaluate_trial(
 @click.option("--metrics", "metrics_", required=True, help="Comma list of metrics, e.g. fid2k.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="Detector precision.")
 @click.option("--detector", type=click.Path(dir_okay=False, exists=True), help="Inception weights file.")
+@click.option("--snapshots", default="all", show_default=True, help="Which snapshots: all, last, or kimg list (0,10).")
 @cli_main
-def main(trial_dir: str, metrics_: str, precision: str, detector: Optional[str]) -> None:
+def main(trial_dir: str, metrics_: str, precision: str, detector: Optional[str], snapshots: str) -> None:
     """Evaluate METRICS on every not yet evaluated snapshot in TRIAL_DIR (a train.py --outdir)."""
     metrics = [m.strip() for m in metrics_.split(",") if m.strip() and m.strip() != "none"]
-    n = evaluate_trial(Path(trial_dir), metrics, precision=precision, detector=detector)
+    select_kimgs([], snapshots)  # validate before loading anything
+    n = evaluate_trial(Path(trial_dir), metrics, precision=precision, detector=detector, which=snapshots)
     print(f"{n} result(s) written")
 
 

@@ -231,6 +231,12 @@ def sweep_command(spec: SweepSpec, outdir: str) -> str:
     if spec.gammas is not None:
         parts.append("--gamma=" + ",".join(fmt_num(g) for g in spec.gammas))
     parts.append("--seeds=" + ",".join(str(s) for s in spec.seeds))
+    if spec.eval_metrics:
+        parts.append(f"--eval-metrics={','.join(spec.eval_metrics)}")
+        if spec.eval_precision != "fp32":
+            parts.append(f"--eval-precision={spec.eval_precision}")
+        if spec.eval_snapshots != "all":
+            parts.append(f"--eval-snapshots={spec.eval_snapshots}")
     if spec.train_args:
         parts += ["--"] + list(spec.train_args)
     return " ".join(parts)

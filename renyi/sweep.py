@@ -273,7 +273,8 @@ class SweepRunner:
         """The `renyi.evaluate` command of a trial (the sweep's --eval-metrics)."""
         spec = self.sweep.spec
         return [self.python, "-m", "renyi.evaluate", str(self.sweep.trial_dir(trial)),
-                f"--metrics={','.join(spec.eval_metrics)}", f"--precision={spec.eval_precision}"]  # fmt: skip
+                f"--metrics={','.join(spec.eval_metrics)}", f"--precision={spec.eval_precision}",
+                f"--snapshots={spec.eval_snapshots}"]  # fmt: skip
 
     def start(self, trial: Trial) -> Running:
         """Launch the trial's next step: train.py (fresh or resumed) or, once trained, the evaluation."""
@@ -419,12 +420,33 @@ class SweepRunner:
         queue = list(todo)
         done_now = 0
         last_postfix = 0.0
+        # The first evaluation computes (and caches) the real images' statistics: until one has
+        # finished, evaluations run one at a time and the other slots keep training.
+        eval_ready = not self.sweep.spec.eval_metrics or any(self.sweep.status(t) == "done" for t in trials)
+        eval_wait: list[Trial] = []
+
+        def evaluating() -> bool:
+            return any(r.phase == "eval" for r in self.running.values())
+
+        def next_trial() -> Optional[Trial]:
+            if eval_wait and (eval_ready or not evaluating()):
+                return eval_wait.pop(0)
+            while queue:
+                t = queue.pop(0)
+                if not eval_ready and evaluating() and self.sweep.state(t).get("trained"):
+                    eval_wait.append(t)
+                    continue
+                return t
+            return None
+
         try:
-            while queue or self.running:
+            while queue or self.running or eval_wait:
                 changed = False
-                while queue and len(self.running) < self.jobs:
+                while len(self.running) < self.jobs:
+                    trial = next_trial()
+                    if trial is None:
+                        break
                     changed = True
-                    trial = queue.pop(0)
                     run = self.start(trial)
                     last = self.sweep.state(trial)["attempts"][-1]
                     if last.get("phase") == "eval":
@@ -441,10 +463,17 @@ class SweepRunner:
                     changed = True
                     status = self.finish(run, rc)
                     if status == "evaluate":
-                        self.start(run.trial)
-                        bar.write(f"{name}: trained in {format_time(time.time() - run.started)}; evaluating "
-                                  f"{','.join(self.sweep.spec.eval_metrics)} on its snapshots")  # fmt: skip
+                        msg = f"{name}: trained in {format_time(time.time() - run.started)}; "
+                        if eval_ready or not evaluating():
+                            self.start(run.trial)
+                            msg += f"evaluating {','.join(self.sweep.spec.eval_metrics)} on its snapshots"
+                        else:
+                            eval_wait.append(run.trial)
+                            msg += "its evaluation waits for the first one (real-image statistics)"
+                        bar.write(msg)
                         continue
+                    if run.phase == "eval" and status == "done":
+                        eval_ready = True
                     done_now += status in ("done", "failed")
                     self.sweep.save()
                     bar.update(1 if status in ("done", "failed") else 0)
@@ -453,7 +482,7 @@ class SweepRunner:
                     if marker is not None:
                         v = TrialVerdict(**marker[1]["verdict"])
                         line += f" - {_verdict_line(v)}"
-                    remaining = len(queue) + len(self.running)
+                    remaining = len(queue) + len(self.running) + len(eval_wait)
                     bar.write(f"{line} | {remaining} left, ETA {self._eta(remaining)}")
                 if self.running and (time.time() - last_postfix > 2.0 or changed):
                     bar.set_postfix_str(self._progress_postfix(), refresh=True)
@@ -556,6 +585,8 @@ def _raise_stop(signum: int, frame: Any) -> None:
 @click.option("--eval-metrics", type=str, help="Metrics the sweep computes on every snapshot after training (e.g. fid2k).")
 @click.option("--eval-precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="Inception precision for --eval-metrics (bf16: ~3x faster on CPU, FIDs shift by ~1 %).")
+@click.option("--eval-snapshots", default="all", show_default=True,
+              help="Snapshots to evaluate: all, last, or a kimg list (e.g. 0,10).")
 @click.option("--retry-failed", is_flag=True, help="Run trials again whose train.py failed before.")
 @click.option("--dry-run", "-n", is_flag=True, help="Print the trials and their train.py commands; run nothing.")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
@@ -572,6 +603,7 @@ def main(
     preset: Optional[str],
     eval_metrics: Optional[str],
     eval_precision: str,
+    eval_snapshots: str,
     retry_failed: bool,
     dry_run: bool,
     train_args: tuple[str, ...],
@@ -584,7 +616,7 @@ def main(
     gave_grid = any(v is not None for v in (alpha, seeds, l1, loss, gamma, preset, eval_metrics)) or bool(train_args)
     spec = (
         build_spec(loss=loss, alpha=alpha, l1=l1, gamma=gamma, seeds=seeds, preset=preset, train_args=list(train_args),
-                   eval_metrics=eval_metrics, eval_precision=eval_precision)  # fmt: skip
+                   eval_metrics=eval_metrics, eval_precision=eval_precision, eval_snapshots=eval_snapshots)  # fmt: skip
         if gave_grid
         else None
     )

@@ -209,6 +209,7 @@ class SweepSpec:
     preset: Optional[str] = None
     eval_metrics: list[str] = field(default_factory=list)  # evaluated by the sweep after training
     eval_precision: str = "fp32"
+    eval_snapshots: str = "all"  # all | last | comma list of kimg
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -229,6 +230,7 @@ class SweepSpec:
             preset=d.get("preset"),
             eval_metrics=[str(m) for m in d.get("eval_metrics", [])],
             eval_precision=str(d.get("eval_precision", "fp32")),
+            eval_snapshots=str(d.get("eval_snapshots", "all")),
         )
 
 
@@ -243,6 +245,7 @@ def build_spec(
     train_args: list[str],
     eval_metrics: Optional[str] = None,
     eval_precision: str = "fp32",
+    eval_snapshots: str = "all",
 ) -> SweepSpec:
     """Combine the command-line options (strings as typed) with a preset into a `SweepSpec`."""
     base: dict[str, Any] = {}
@@ -291,7 +294,11 @@ def build_spec(
         preset=preset,
         eval_metrics=[m.strip() for m in (eval_metrics or "").split(",") if m.strip() and m.strip() != "none"],
         eval_precision=eval_precision,
+        eval_snapshots=eval_snapshots,
     )
+    from renyi.evaluate import select_kimgs
+
+    select_kimgs([], eval_snapshots)  # validates the value
     if eval_precision not in ("fp32", "bf16"):
         raise UserError(f"--eval-precision: '{eval_precision}' is not fp32 or bf16")
     if spec.eval_metrics:
