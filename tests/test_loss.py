@@ -13,6 +13,13 @@ from training.loss import GANLoss, NonFiniteError
 from training.networks_dcgan import Discriminator, Generator
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These networks are tiny: one thread is faster and less disturbed by other jobs.
+    torch.set_num_threads(1)
+    yield
+
+
 def _nets():
     torch.manual_seed(1)
     G = Generator(z_dim=8, img_resolution=16, img_channels=1, width=4).eval()  # eval: BN uses running stats

@@ -56,6 +56,7 @@ class _Evil:
         return (print, ("pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_foreign_files_are_refused(tmp_path, capsys):
     bad_pickle = tmp_path / "evil.pkl"
     bad_pickle.write_bytes(pickle.dumps({"G": _Evil()}))

@@ -97,6 +97,7 @@ def test_tiny_cli_run_writes_options_and_log(tmp_path, tiny_data):
     assert (run / "network-snapshot-000000.pt").is_file() and "Latest sample grid" in res.output
 
 
+@pytest.mark.slow
 def test_nan_exits_nonzero_without_traceback(tmp_path, tiny_data):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), f"--data={tiny_data}", f"--outdir={tmp_path}",
