@@ -34,7 +34,6 @@ from typing import Any, Optional
 
 import click
 
-import dnnlib
 from dnnlib.util import EasyDict, UserError, atomic_write_text, cli_main
 
 EMBEDDED_MNIST_INFO = dict(resolution=32, num_channels=1, size=60000, has_labels=True, name="mnist32")

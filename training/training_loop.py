@@ -41,17 +41,14 @@ import io
 import json
 import math
 import os
-import re
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
-import dnnlib
-from dnnlib.util import EasyDict, UserError, atomic_write_bytes, atomic_write_text, construct_class_by_name, format_time
+from dnnlib.util import EasyDict, UserError, atomic_write_bytes, construct_class_by_name, format_time
 from torch_utils import misc, training_stats
 from training import snapshot as snapshot_lib
 from training.loss import NonFiniteError
@@ -691,7 +688,7 @@ def training_loop(
                         result = metric_main.calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs,
                                                          num_gpus=num_gpus, rank=rank, device=dev)
                         if is_main:
-                            metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=snapshot_name)
+                            metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=os.path.basename(snapshot_name))
 
             # Stats.
             tick_stats.update(num_gpus=num_gpus, device=dev)
