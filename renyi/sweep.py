@@ -418,12 +418,12 @@ class SweepRunner:
         self.sweep.save()
         bar = tqdm(total=n_total, initial=finished_before, desc="sweep", unit="trial", dynamic_ncols=True)
         queue = list(todo)
-        done_now = 0
         last_postfix = 0.0
         # The first evaluation computes (and caches) the real images' statistics: until one has
         # finished, evaluations run one at a time and the other slots keep training.
         eval_ready = not self.sweep.spec.eval_metrics or any(self.sweep.status(t) == "done" for t in trials)
         eval_wait: list[Trial] = []
+        started: list[str] = []  # trials started in this session (for the [i/n] counter)
 
         def evaluating() -> bool:
             return any(r.phase == "eval" for r in self.running.values())
@@ -453,7 +453,9 @@ class SweepRunner:
                         how = "evaluating its snapshots"
                     else:
                         how = f"resuming from {last['resume']}" if last.get("resume") else "starting"
-                    bar.write(f"[{finished_before + done_now + len(self.running)}/{n_total}] {trial.name}: {how} (attempt {run.attempt})")
+                    if trial.name not in started:
+                        started.append(trial.name)
+                    bar.write(f"[{finished_before + len(started)}/{n_total}] {trial.name}: {how} (attempt {run.attempt})")
                     self.sweep.save()
                 for name, run in list(self.running.items()):
                     rc = run.proc.poll()
@@ -474,7 +476,6 @@ class SweepRunner:
                         continue
                     if run.phase == "eval" and status == "done":
                         eval_ready = True
-                    done_now += status in ("done", "failed")
                     self.sweep.save()
                     bar.update(1 if status in ("done", "failed") else 0)
                     line = f"{name}: {status} in {format_time(time.time() - run.started)}"
