@@ -36,7 +36,7 @@ import click
 
 from dnnlib.util import EasyDict, UserError, atomic_write_text, cli_main
 
-EMBEDDED_MNIST_INFO = dict(resolution=32, num_channels=1, size=60000, has_labels=True, name="mnist32")
+EMBEDDED_MNIST_INFO = dict(resolution=32, num_channels=1, size=60000, has_labels=True, label_dim=10, name="mnist32")
 
 
 def _fmt(x: float) -> str:
@@ -64,7 +64,8 @@ def probe_dataset(path: str) -> EasyDict:
     from training.dataset import ImageFolderDataset
 
     ds = ImageFolderDataset(path=path, use_labels=True, max_size=None, xflip=False)
-    info = EasyDict(resolution=ds.resolution, num_channels=ds.num_channels, size=len(ds), has_labels=ds.has_labels, name=ds.name)
+    info = EasyDict(resolution=ds.resolution, num_channels=ds.num_channels, size=len(ds), has_labels=ds.has_labels,
+                    label_dim=ds.label_dim, name=ds.name)
     ds.close()
     return info
 
@@ -328,7 +329,14 @@ def setup_training_options(
             raise UserError(f"--resume={resume}: only local snapshot files (network-snapshot-*.pt) can be resumed")
         from training import snapshot as snapshot_lib
 
-        snapshot_lib.read_snapshot(resume)  # validates the file (UserError if foreign/corrupt)
+        snap = snapshot_lib.read_snapshot(resume)  # validates the file (UserError if foreign/corrupt)
+        common = dict(c_dim=info.label_dim if cond else 0, img_resolution=info.resolution, img_channels=info.num_channels)
+        problems = snapshot_lib.resume_differences(snap, args.G_kwargs, args.D_kwargs, common)
+        if problems:
+            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            raise UserError(
+                f"--resume={resume}: the snapshot's networks differ from the ones these options build ({shown}); "
+                "repeat the options of the original run (its training_options.json, next to the snapshot)")
         args.resume_pkl = str(resume)
         desc_parts.append("resumecustom")
     if freezed:

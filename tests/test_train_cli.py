@@ -110,3 +110,20 @@ def test_nan_exits_nonzero_without_traceback(tmp_path, tiny_data):
     (run,) = tmp_path.iterdir()
     assert "training stopped" in (run / "log.txt").read_text()
     assert (run / "network-snapshot-000000.pt").is_file()
+
+
+def test_resume_with_other_network_options_is_one_error_line(tmp_path, tiny_data):
+    torch.set_num_threads(1)
+    base = [f"--data={tiny_data}", f"--outdir={tmp_path / 'a'}", "--kimg=0.008", "--snap=1"] + TINY
+    assert _invoke(base).exit_code == 0
+    (snap,) = (tmp_path / "a").glob("*/network-snapshot-000000.pt")
+    same = [f"--data={tiny_data}", f"--outdir={tmp_path / 'b'}", f"--resume={snap}", "-n"] + TINY
+    res = _invoke(same)
+    assert res.exit_code == 0, res.output
+    wider = [a if a != "--cbase=8" else "--cbase=16" for a in same]
+    res = _invoke(wider)
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--resume" in lines[0] and "training_options.json" in lines[0]
+    assert "snapshot 8, this run 16" in lines[0] or "snapshot 128, this run 256" in lines[0], lines[0]
+    assert not (tmp_path / "b").exists()

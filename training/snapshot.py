@@ -107,6 +107,42 @@ def read_snapshot(path: Union[str, os.PathLike]) -> dict:
     return data
 
 
+def _kwarg_differences(saved: Any, wanted: Any, prefix: str) -> list[str]:
+    """Settings that differ between a recorded and a requested constructor kwarg tree.
+
+    Only keys present on both sides are compared (recorded kwargs hold defaults the request omits).
+    """
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        out: list[str] = []
+        for key in wanted:
+            if key in saved:
+                out += _kwarg_differences(saved[key], wanted[key], f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(saved, (list, tuple)) and isinstance(wanted, (list, tuple)):
+        saved, wanted = list(saved), list(wanted)
+    if isinstance(saved, torch.Tensor) or isinstance(wanted, torch.Tensor):
+        return []  # tensors are weights/buffers, not architecture settings
+    return [] if saved == wanted else [f"{prefix}: snapshot {saved!r}, this run {wanted!r}"]
+
+
+def resume_differences(data: dict, G_kwargs: dict, D_kwargs: dict, common_kwargs: dict) -> list[str]:
+    """Why a snapshot's G and D cannot be loaded into the networks a run would build; [] if they can.
+
+    Compares the class names and the constructor settings the snapshot recorded with those of the run
+    (`G_kwargs`/`D_kwargs` from the config, `common_kwargs` = c_dim, img_resolution, img_channels).
+    """
+    problems: list[str] = []
+    for key, kwargs in (("G", G_kwargs), ("D", D_kwargs)):
+        rec = data[key]
+        wanted = to_plain({k: v for k, v in dict(kwargs).items() if k != "class_name"})
+        wanted.update(to_plain(dict(common_kwargs)))
+        if rec["class_name"] != kwargs["class_name"]:
+            problems.append(f"{key}: snapshot class {rec['class_name']}, this run {kwargs['class_name']}")
+            continue
+        problems += [f"{key} {d}" for d in _kwarg_differences(rec.get("init_kwargs", {}), wanted, "")]
+    return problems
+
+
 def build_module(record: dict, state_dict: Optional[dict] = None, device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
     """Rebuild a module from {class_name, init_kwargs, state_dict} (strict state loading)."""
     module = construct_class_by_name(class_name=record["class_name"], **record["init_kwargs"])
