@@ -118,3 +118,19 @@ def test_nan_skip_drops_update_and_continues(tmp_path, tiny_data):
     stats = _stats(tmp_path)
     assert sum(s.get("Progress/nan_skipped", {}).get("num", 0) for s in stats) == 2
     assert all(torch.isfinite(p).all() for p in res.G.parameters())
+
+
+def test_lazy_regularisation_scales_lr_and_betas():
+    """Spec §3.1: with a regulariser every k steps, the main+reg optimiser uses lr * k/(k+1), beta ** (k/(k+1))."""
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    opt = dict(class_name="torch.optim.Adam", lr=0.0025, betas=[0.0, 0.99], eps=1e-8)
+    phases = training_loop._make_phases(G, D, opt, opt, 4, 16)
+    assert [(p.name, p.interval) for p in phases] == [("Gmain", 1), ("Greg", 4), ("Dmain", 1), ("Dreg", 16)]
+    g_group, d_group = phases[0].opt.param_groups[0], phases[2].opt.param_groups[0]
+    assert phases[1].opt is phases[0].opt and phases[3].opt is phases[2].opt
+    assert g_group["lr"] == pytest.approx(0.0025 * 0.8) and d_group["lr"] == pytest.approx(0.0025 * 16 / 17)
+    assert g_group["betas"][0] == 0.0 and g_group["betas"][1] == pytest.approx(0.99 ** 0.8)
+    assert d_group["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    both = training_loop._make_phases(G, D, opt, opt, None, None)  # no regulariser: unscaled, one phase each
+    assert [(p.name, p.interval) for p in both] == [("Gboth", 1), ("Dboth", 1)]
+    assert both[0].opt.param_groups[0]["lr"] == 0.0025 and both[0].opt.param_groups[0]["betas"][1] == 0.99
