@@ -183,3 +183,29 @@ def test_style_mixing_calls_mapping_twice_when_it_mixes():
     dg = Generator(z_dim=8, img_resolution=16, img_channels=1, width=4)
     dloss = GANLoss(torch.device("cpu"), dg, D, style_mixing_prob=0.9, pl_weight=2.0)
     assert dloss.style_mixing_prob == 0 and not dloss.phase_does_work("Greg")
+
+
+class _LinearD(torch.nn.Module):
+    """D(x) = <w, x> + b: its input gradient is w for every sample, so R1 = gamma/2 * |w|^2 by hand."""
+
+    def __init__(self, numel: int):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, numel))
+        self.b = torch.nn.Parameter(torch.tensor(0.25))
+
+    def forward(self, img, c):
+        return (img.flatten(1) * self.w).sum(1, keepdim=True) + self.b
+
+
+def test_r1_of_a_linear_discriminator_is_gamma_half_w_squared():
+    G, _ = _nets()
+    D = _LinearD(16 * 16)
+    gamma = 10.0
+    loss = GANLoss(torch.device("cpu"), G, D, r1_gamma=gamma)
+    values, grads = _run(loss, "Dreg", D, 2, torch.randn(4, 8), torch.rand(4, 1, 16, 16))
+    w2 = float(torch.linspace(-1.0, 1.0, 256).square().sum())  # sum of ((2i - 255)/255)^2 = n(n+1) / (3(n-1))
+    assert w2 == pytest.approx(256 * 257 / (3 * 255), rel=1e-6)
+    assert values["D_r1"] == pytest.approx(gamma / 2 * w2, rel=1e-5)
+    # d/dw of gamma/2 |w|^2 is gamma * w; the bias does not enter the penalty.
+    torch.testing.assert_close(grads[0], gamma * torch.linspace(-1.0, 1.0, 256), rtol=1e-5, atol=1e-6)
+    assert float(grads[1].abs()) == 0.0
