@@ -142,6 +142,12 @@ def test_tiny_stylegan2_ada_run_end_to_end(tmp_path, tiny_data):
     for name in ("training_options.json", "log.txt", "stats.jsonl", "reals.png", "reals_aug.png", "fakes_init.png",
                  "fakes000000.png", "network-snapshot-000000.pt", "losses.png"):
         assert (run / name).is_file(), name
+    import numpy as np
+    from PIL import Image
+
+    reals, aug = (np.asarray(Image.open(run / n)) for n in ("reals.png", "reals_aug.png"))
+    top = reals[: aug.shape[0], : aug.shape[1]]
+    assert aug.shape == top.shape and np.abs(aug.astype(int) - top).mean() > 5  # the pipe at p = 1 changes the reals
     opts = json.loads((run / "training_options.json").read_text())
     assert opts["G_kwargs"]["class_name"] == "training.networks_stylegan2.Generator"
     assert opts["training_set_kwargs"]["max_size"] == 48

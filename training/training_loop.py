@@ -5,7 +5,8 @@
 
 - `log.txt` (everything printed, one line per tick), `stats.jsonl` (one JSON object per tick:
   `{stat: {num, mean, std}, ..., "timestamp"}`),
-- `reals.png`, `reals_aug.png` (when augmenting), `fakes_init.png`, `fakesNNNNNN.png`,
+- `reals.png`, `reals_aug.png` (when augmenting: the first rows of reals through the pipe at p = 1),
+  `fakes_init.png`, `fakesNNNNNN.png`,
 - `network-snapshot-NNNNNN.pt` (see `training.snapshot`) and `losses.png` at each network
   snapshot, `metric-<name>.jsonl` from the metrics run after each network snapshot.
 
@@ -453,9 +454,12 @@ def training_loop(
         with preserved_rng():
             grid_size, images, labels = setup_snapshot_image_grid(training_set, random_seed, grid_max)
             save_image_grid(images, os.path.join(run_dir, "reals.png"), (0, 255), grid_size)
-            if augment_pipe is not None:
+            if augment_pipe is not None:  # drawn at p = 1 (every transform on), so the grid shows what ADA can do
+                p_now = augment_pipe.p.detach().clone()
                 with torch.no_grad():
+                    augment_pipe.p.fill_(1.0)
                     aug = augment_pipe(torch.as_tensor(images[: 8 * grid_size[0]], device=dev).float() / 127.5 - 1)
+                    augment_pipe.p.copy_(p_now)
                 save_image_grid(aug.cpu().numpy(), os.path.join(run_dir, "reals_aug.png"), (-1, 1), (grid_size[0], aug.shape[0] // grid_size[0]))
             grid_z = torch.randn([labels.shape[0], G.z_dim], generator=torch.Generator().manual_seed(random_seed)).to(dev)
             grid_c = torch.from_numpy(labels).to(dev)
