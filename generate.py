@@ -95,6 +95,8 @@ def generate_images(
         raise UserError(f"--grid={grid[0]}x{grid[1]} needs {grid[0] * grid[1]} seeds, got {len(seeds)}; e.g. --seeds=0-{grid[0] * grid[1] - 1}")
     dev = misc.select_device(device)
     out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--outdir={outdir} is a file, not a folder; choose a folder for the images")
     if grid is not None:
         seeds = seeds[: grid[0] * grid[1]]
         targets = [out / f"grid-{grid[0]}x{grid[1]}.png"]

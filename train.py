@@ -134,6 +134,9 @@ def setup_training_options(
     from training import configs
     from training.loss import get_generator_loss
 
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise UserError(f"--outdir={outdir} is a file, not a folder; choose a folder for the run folders")
+
     notes = notes if notes is not None else []
     args = EasyDict()
 
@@ -332,6 +335,11 @@ def setup_training_options(
         snap = snapshot_lib.read_snapshot(resume)  # validates the file (UserError if foreign/corrupt)
         common = dict(c_dim=info.label_dim if cond else 0, img_resolution=info.resolution, img_channels=info.num_channels)
         problems = snapshot_lib.resume_differences(snap, args.G_kwargs, args.D_kwargs, common)
+        saved_params = dict((snap.get("loss_state") or {}).get("gen_params") or {})
+        run_params = dict(args.loss_kwargs.generator_loss_kwargs)
+        if set(saved_params) != set(run_params):
+            problems.append(f"generator loss parameters: snapshot {saved_params}, this run {run_params} "
+                            f"(--loss={args.loss_kwargs.generator_loss})")
         if problems:
             shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
             raise UserError(

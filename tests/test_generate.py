@@ -69,3 +69,11 @@ def test_conditional_network_needs_a_class_and_foreign_file_fails(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a snapshot")
     res = CliRunner().invoke(generate.main, [f"--network={tmp_path / 'junk.pt'}", "--seeds=1", f"--outdir={tmp_path / 'o'}"])
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "Traceback" not in res.output
+
+
+def test_outdir_that_is_a_file_is_refused_and_kept(tmp_path):
+    _snapshot(tmp_path / "net.pt")
+    afile = tmp_path / "out.txt"
+    afile.write_text("keep me")
+    res = CliRunner().invoke(generate.main, [f"--network={tmp_path / 'net.pt'}", "--seeds=0", f"--outdir={afile}"])
+    assert res.exit_code == 2 and "is a file" in res.stderr and afile.read_text() == "keep me"

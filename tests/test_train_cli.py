@@ -38,6 +38,7 @@ def _invoke(args):
     (["--l1"], "--l1 applies"),
     (["--loss=renyi", "--alpha-schedule=zigzag"], "unknown schedule"),
     (["--kimg=0"], "--kimg"),
+    (["--kimg=inf"], "--kimg=inf"),
     (["--batch=10", "--batch-gpu=3"], "--batch-gpu=3"),
     (["--aug=fixed"], "needs --p"),
     (["--aug=ada", "--p=0.3"], "--p can only"),
@@ -127,7 +128,17 @@ def test_resume_with_other_network_options_is_one_error_line(tmp_path, tiny_data
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--resume" in lines[0] and "training_options.json" in lines[0]
     assert "snapshot 8, this run 16" in lines[0] or "snapshot 128, this run 256" in lines[0], lines[0]
+    res = _invoke(same + ["--loss=renyi", "--alpha=3"])  # the snapshot was trained with ns
+    assert res.exit_code == 2 and "generator loss parameters" in res.output and res.output.count("\n") == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_outdir_that_is_a_file_is_one_error_line(tmp_path, tiny_data):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    res = _invoke([f"--data={tiny_data}", f"--outdir={afile}", "--kimg=0.008"] + TINY)
+    assert res.exit_code == 2 and "is a file" in res.output and res.output.count("\n") == 1
+    assert afile.read_text() == "keep me"
 
 
 def test_tiny_stylegan2_ada_run_end_to_end(tmp_path, tiny_data):

@@ -28,6 +28,8 @@ z_dim 784 for 1-channel data (the paper) and 128 otherwise, width 64, channel_ma
 
 from __future__ import annotations
 
+import math
+
 from typing import Optional
 
 from dnnlib.util import EasyDict, UserError
@@ -119,8 +121,8 @@ def build_config(
             raise UserError(f"{name}={value} must be > 0")
     if gamma is not None and not gamma >= 0:
         raise UserError(f"--gamma={gamma} must be >= 0")
-    if kimg is not None and not kimg > 0:
-        raise UserError(f"--kimg={kimg} must be > 0")
+    if kimg is not None and not (kimg > 0 and math.isfinite(kimg)):
+        raise UserError(f"--kimg={kimg} must be a finite number > 0")
     if tick is not None and not tick > 0:
         raise UserError(f"--tick={tick} must be > 0 (kimg per tick)")
 
