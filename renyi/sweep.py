@@ -507,6 +507,24 @@ class SweepRunner:
         return counts
 
 
+def check_train_options(runner: "SweepRunner", trial: Trial) -> None:
+    """Validate the grid's train.py options up front: ``train.py ... -n`` for one trial, in a scratch folder.
+
+    A rejected option is one `UserError` line (train.py's own message), before any trial starts.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = runner.command(trial, None)
+        cmd = [c if not c.startswith("--outdir=") else f"--outdir={tmp}" for c in cmd] + ["-n"]
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        msg = next((ln for ln in lines if ln.lower().startswith("error")), lines[-1] if lines else f"exit code {proc.returncode}")
+        raise UserError(f"train.py rejects the options of trial {trial.name}: {msg}")
+
+
 # ------------------------------------------------------------------------------------------------
 # Folder set-up and locking.
 
@@ -628,6 +646,7 @@ def main(
         else:
             sweep = SweepDir(root=out, spec=spec, trials=expand(spec))
         runner = SweepRunner(sweep, jobs=jobs)
+        check_train_options(runner, sweep.trials[0])
         for i, t in enumerate(sweep.trials, 1):
             status = sweep.status(t) if (out / "sweep.json").exists() else "new"
             print(f"{i:4d}  {t.name:<32s} [{status}]  " + " ".join(runner.command(t, None)[1:]))
@@ -642,6 +661,9 @@ def main(
     if not out.is_dir():
         raise UserError(f"'{out}' is not a sweep folder (it does not exist); give the grid to start one")
     with SweepLock(out):
+        if spec is not None and not (out / "sweep.json").exists():  # a new sweep: check its train.py options once
+            new = SweepDir(root=out, spec=spec, trials=expand(spec))
+            check_train_options(SweepRunner(new, jobs=jobs), new.trials[0])
         sweep = open_or_create(out, spec)
         runner = SweepRunner(sweep, jobs=jobs, retry_failed=retry_failed, threads=threads)
         old = signal.signal(signal.SIGTERM, _raise_stop)

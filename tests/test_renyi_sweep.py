@@ -198,13 +198,13 @@ def test_sweep_killed_and_resumed_end_to_end(tmp_path):
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "sw"
     res = subprocess.run([sys.executable, "-m", "renyi.sweep", f"--outdir={out}", "--loss=ns,renyi", "--alpha=3", "--seeds=1",
-                          "--", "--data=/nonexistent/dataset.zip", *TINY],  # fmt: skip
+                          "--", "--inject-nan-step=1", *TINY],  # fmt: skip
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     for name in ("ns-s1", "renyi-a3-s1"):
         rec = json.loads((out / "trials" / name / "FAILED.json").read_text())
         assert rec["exit_code"] != 0 and rec["verdict"]["failed"]
-        assert rec["verdict"]["reason"].startswith("exit code")
+        assert "nan" in rec["verdict"]["reason"].lower(), rec["verdict"]
     assert json.loads((out / "sweep.json").read_text())["counts"]["failed"] == 2
     # A restart skips them; --retry-failed runs them again (and they fail again).
     res = subprocess.run([sys.executable, "-m", "renyi.sweep", f"--outdir={out}"], cwd=REPO, capture_output=True,
@@ -215,3 +215,16 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 0 and (res.stdout + res.stderr).count("starting (attempt 2)") == 2
     assert len(list(out.glob("trials/*/FAILED-*.json"))) == 2  # the earlier records are kept
+
+
+@pytest.mark.parametrize("train_args,needle", [(["--bogus-opt=1"], "No such option"), (["--kimg=0"], "--kimg")])
+@pytest.mark.parametrize("dry", [True, False])
+def test_bad_train_options_are_refused_before_any_trial(tmp_path, train_args, needle, dry):
+    out = tmp_path / "sw"
+    args = [f"--outdir={out}", "--seeds=1,2"] + (["--dry-run"] if dry else []) + ["--"] + train_args
+    proc = subprocess.run([sys.executable, "-m", "renyi.sweep"] + args, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "train.py rejects the options of trial ns-s1" in line and needle in line
+    assert not (out / "sweep.json").exists() and not (out / "trials").exists()
