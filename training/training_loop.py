@@ -52,6 +52,7 @@ import torch
 from dnnlib.util import EasyDict, UserError, atomic_write_bytes, construct_class_by_name, format_time
 from torch_utils import misc, training_stats
 from training import snapshot as snapshot_lib
+from training.augment import ada_update
 from training.loss import NonFiniteError
 
 
@@ -618,11 +619,10 @@ def training_loop(
         # ADA.
         if augment_pipe is not None and ada_target is not None and batch_idx % ada_interval == 0:
             ada_stats.update(num_gpus=num_gpus, device=dev)
-            r = ada_stats.mean("Loss/signs/real")
-            if math.isfinite(r):
-                adjust = np.sign(r - ada_target) * (batch_size * ada_interval) / (ada_kimg * 1000)
-                with torch.no_grad():
-                    augment_pipe.p.copy_((augment_pipe.p + adjust).clamp(min=0))
+            new_p = ada_update(float(augment_pipe.p), ada_stats.mean("Loss/signs/real"), ada_target, batch_size,
+                               ada_interval, ada_kimg)
+            with torch.no_grad():
+                augment_pipe.p.copy_(torch.as_tensor(new_p))
 
         # Tick?
         done = cur_nimg >= total_nimg
