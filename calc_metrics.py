@@ -165,6 +165,14 @@ def main(network, metrics, data, mirror, device, gpus, verbose, detector, precis
         raise UserError(f"--data: '{data}' not found")
     if detector is not None and not os.path.isfile(detector):
         raise UserError(f"--detector: '{detector}' not found")
+    if images is not None and metric_list:  # count before any Inception work on the real data
+        from metrics import metric_main
+        from metrics.image_source import ImageFiles
+
+        have, need = len(ImageFiles(images)), max(metric_main.num_generated(m) for m in metric_list)
+        if have < need:
+            raise UserError(f"--images '{images}' holds {have} images but --metrics={','.join(metric_list)} needs {need}; "
+                            f"add images or pick a smaller metric size (e.g. fid{have}_full)")
     cfg = Config(network=network, metrics=metric_list, data=data, mirror=mirror, device=device, gpus=gpus,
                  verbose=verbose, detector=detector, precision=precision, images=images, vgg16=vgg16, cache=cache,
                  seed=seed)

@@ -136,6 +136,14 @@ EXAMPLE_SIZED = ["fid10k_full", "fid5k_full", "fid2k_full", "fid1k_full", "fid10
                  "pr10k3_full", "pr1k3_full", "is10k", "is1k"]
 
 
+def num_generated(metric: str) -> int:
+    """How many generated images a valid metric name consumes (``fid2k_full`` -> 2000, ``pr1k3`` -> 1000)."""
+    m = re.match(r"^[a-z]+(\d+)(k?)", metric)
+    if m is None:
+        raise ValueError(f"not a sized metric name: {metric}")
+    return int(m.group(1)) * (1000 if m.group(2) else 1)
+
+
 def is_valid_metric(metric: str) -> bool:
     """True for registered names and names matching the size patterns (module docstring)."""
     return isinstance(metric, str) and _parse(metric) is not None

@@ -62,6 +62,14 @@ def test_bad_input_is_one_error_line(args, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
+def test_too_few_images_are_refused_before_any_feature_work(tmp_path):
+    folder, zpath = make_real(tmp_path / "real", n=4)
+    result = invoke("--metrics=fid3_full,kid1k", f"--images={folder}", f"--data={zpath}")
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "holds 4 images" in line and "needs 1000" in line and "fid4_full" in line
+
+
 def test_images_without_real_data_for_fid_is_a_user_error(tmp_path):
     folder, _ = make_real(tmp_path / "real", n=3)
     result = invoke("--metrics=fid3_full", f"--images={folder}", "--verbose=false")
