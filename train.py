@@ -279,7 +279,11 @@ def setup_training_options(
 
         sched = schedule_lib.from_string(alpha_schedule, alpha=alpha, dataset_size=int(args.training_set_kwargs.max_size))
         args.alpha_schedule = alpha_schedule
-        gen_kwargs.setdefault("alpha", float(sched.alpha_at(0.0)))
+        start = float(sched.alpha_at(0.0))
+        if alpha is not None and float(alpha) != start:
+            raise UserError(f"--alpha={_fmt(alpha)} conflicts with --alpha-schedule={alpha_schedule}, which starts at "
+                            f"alpha {_fmt(start)}; drop --alpha (a triangle's start is set with :start=A)")
+        gen_kwargs.setdefault("alpha", start)
 
     # Augmentation.
     aug_explicit = aug is not None

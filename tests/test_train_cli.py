@@ -37,6 +37,7 @@ def _invoke(args):
     (["--loss=renyi", "--alpha=-1"], "--alpha=-1"),
     (["--l1"], "--l1 applies"),
     (["--loss=renyi", "--alpha-schedule=zigzag"], "unknown schedule"),
+    (["--loss=renyi", "--alpha=3", "--alpha-schedule=const:2"], "conflicts with --alpha-schedule=const:2"),
     (["--kimg=0"], "--kimg"),
     (["--kimg=inf"], "--kimg=inf"),
     (["--batch=10", "--batch-gpu=3"], "--batch-gpu=3"),
