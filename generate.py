@@ -8,7 +8,7 @@ Examples:
 
 Each seed s draws z from `numpy.random.RandomState(s).randn(1, z_dim)` (as float32), so the same
 seed gives the same image on every device. Without `--grid` one `seedNNNN.png` per seed is
-written; with `--grid=WxH` a single `grid-WxH.png` holding the first W*H seeds row by row. Existing
+written; with `--grid=WxH` a single `grid-WxH.png` holding exactly W*H seeds row by row. Existing
 files are never overwritten unless `--force` is given.
 """
 
@@ -91,14 +91,13 @@ def generate_images(
 
     if noise_mode not in ("const", "random", "none"):
         raise UserError(f"--noise-mode={noise_mode}: choose const, random or none")
-    if grid is not None and len(seeds) < grid[0] * grid[1]:
+    if grid is not None and len(seeds) != grid[0] * grid[1]:  # one image per cell: no seed silently dropped
         raise UserError(f"--grid={grid[0]}x{grid[1]} needs {grid[0] * grid[1]} seeds, got {len(seeds)}; e.g. --seeds=0-{grid[0] * grid[1] - 1}")
     dev = misc.select_device(device)
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--outdir={outdir} is a file, not a folder; choose a folder for the images")
     if grid is not None:
-        seeds = seeds[: grid[0] * grid[1]]
         targets = [out / f"grid-{grid[0]}x{grid[1]}.png"]
     else:
         targets = [out / f"seed{seed:04d}.png" for seed in seeds]

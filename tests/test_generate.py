@@ -57,6 +57,8 @@ def test_grid_and_overwrite_protection(tmp_path):
     assert grid.read_bytes() == before  # same seeds, same images
     res = CliRunner().invoke(generate.main, [f"--network={tmp_path / 'net.pt'}", "--seeds=0-2", "--grid=3x2", f"--outdir={tmp_path / 'o2'}"])
     assert res.exit_code == 2 and "needs 6 seeds" in res.stderr
+    res = CliRunner().invoke(generate.main, [f"--network={tmp_path / 'net.pt'}", "--seeds=0-9", "--grid=3x2", f"--outdir={tmp_path / 'o3'}"])
+    assert res.exit_code == 2 and "needs 6 seeds, got 10" in res.stderr and not (tmp_path / "o3").exists()
 
 
 def test_conditional_network_needs_a_class_and_foreign_file_fails(tmp_path):
