@@ -719,7 +719,7 @@ def convert_dataset(
                 bar = tqdm(stream, total=len(items), unit="img", desc="converting", disable=not progress,
                            mininterval=0.5, file=sys.stderr)
                 n = 0
-                for item, (png, size, mode, stats) in zip(items, bar):
+                for (png, size, mode, stats), item in zip(bar, items):  # bar first: it counts the last image too
                     for key in ("alpha_dropped", "sixteen_bit", "too_small"):
                         getattr(conv.stats, key).extend(getattr(stats, key))
                     if png is None:
