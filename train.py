@@ -347,7 +347,7 @@ def setup_training_options(
         if problems:
             shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
             raise UserError(
-                f"--resume={resume}: the snapshot's networks differ from the ones these options build ({shown}); "
+                f"--resume={resume}: the snapshot does not match what these options build ({shown}); "
                 "repeat the options of the original run (its training_options.json, next to the snapshot)")
         args.resume_pkl = str(resume)
         desc_parts.append("resumecustom")

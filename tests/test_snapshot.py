@@ -81,3 +81,26 @@ def test_class_names_outside_the_project_are_refused(tmp_path):
     torch.save(data, path)
     with pytest.raises(UserError, match="refusing"):
         load_snapshot(path)
+
+
+def test_resume_differences_name_structural_settings_only():
+    from training import configs
+    from training.snapshot import resume_differences, to_plain
+
+    common = dict(c_dim=0, img_resolution=32, img_channels=3)
+    cuda = configs.build_config("cifar", resolution=32, img_channels=3, device_type="cuda")
+    cpu = configs.build_config("cifar", resolution=32, img_channels=3, device_type="cpu")
+    narrow = configs.build_config("cifar", resolution=32, img_channels=3, device_type="cpu", cbase=4096, cmax=128)
+
+    def snap(c):  # what a snapshot records: the class and the full constructor kwargs
+        rec = lambda kw: {"class_name": kw["class_name"],  # noqa: E731
+                          "init_kwargs": to_plain({**{k: v for k, v in kw.items() if k != "class_name"}, **common})}
+        return {"G": rec(c.G_kwargs), "D": rec(c.D_kwargs)}
+
+    assert cuda.G_kwargs != cpu.G_kwargs  # fp16 layers / clamping on CUDA only ...
+    assert resume_differences(snap(cuda), cpu.G_kwargs, cpu.D_kwargs, common) == []  # ... same weights: resumable
+    problems = resume_differences(snap(cpu), narrow.G_kwargs, narrow.D_kwargs, common)
+    assert any(p.startswith("G ") and "channel_base" in p for p in problems)
+    assert any(p.startswith("D ") and "channel_max" in p for p in problems)
+    other_res = dict(common, img_resolution=64)
+    assert any("img_resolution: snapshot 32, this run 64" in p for p in resume_differences(snap(cpu), cpu.G_kwargs, cpu.D_kwargs, other_res))

@@ -107,15 +107,21 @@ def read_snapshot(path: Union[str, os.PathLike]) -> dict:
     return data
 
 
+# Constructor settings that change how a network runs but not its parameters or buffers: they depend on
+# the device and precision (fp16 layers and clamping on CUDA only), so a snapshot may be resumed across them.
+RUNTIME_ONLY_KWARGS = frozenset({"num_fp16_res", "conv_clamp"})
+
+
 def _kwarg_differences(saved: Any, wanted: Any, prefix: str) -> list[str]:
     """Settings that differ between a recorded and a requested constructor kwarg tree.
 
-    Only keys present on both sides are compared (recorded kwargs hold defaults the request omits).
+    Only keys present on both sides are compared (recorded kwargs hold defaults the request omits);
+    `RUNTIME_ONLY_KWARGS` are skipped.
     """
     if isinstance(saved, dict) and isinstance(wanted, dict):
         out: list[str] = []
         for key in wanted:
-            if key in saved:
+            if key in saved and key not in RUNTIME_ONLY_KWARGS:
                 out += _kwarg_differences(saved[key], wanted[key], f"{prefix}.{key}" if prefix else str(key))
         return out
     if isinstance(saved, (list, tuple)) and isinstance(wanted, (list, tuple)):
