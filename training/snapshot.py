@@ -93,6 +93,8 @@ def read_snapshot(path: Union[str, os.PathLike]) -> dict:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # anything torch.load's safe unpickler rejects or cannot parse
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if first.startswith("Weights only load failed"):  # torch's advice to drop weights_only does not apply here
+            first = "its content is not plain tensors and data"
         raise UserError(
             f"'{p}' is not a snapshot of this project or is corrupt (safe loading refused it: {first[:200]}); "
             "only network-snapshot-*.pt files written by train.py can be loaded"
