@@ -455,6 +455,19 @@ def _child_main(
             sys.stderr.write(f"[rank {rank}] " + report["traceback"])
             sys.stderr.flush()
     finally:
+        if code == 0:
+            # Success, the result is on disk: leave at once, without tearing the gloo/NCCL group down or
+            # running C++ destructors, whose teardown intermittently aborted a finished rank with
+            # "terminate called without an active exception" (SIGABRT). Output was flushed above.
+            try:  # but do run multiprocessing's own finalizers (they release named semaphores)
+                import multiprocessing.util as mp_util
+
+                mp_util._exit_function()
+            except Exception:  # noqa: BLE001 - best effort; exiting cleanly matters more
+                pass
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         try:
             shutdown()
         except Exception:  # noqa: BLE001 - leaving a broken group must not hide the real error
