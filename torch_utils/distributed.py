@@ -458,7 +458,7 @@ def _child_main(
         if code == 0:
             # Success, the result is on disk: leave at once, without tearing the gloo/NCCL group down or
             # running C++ destructors, whose teardown intermittently aborted a finished rank with
-            # "terminate called without an active exception" (SIGABRT). Output was flushed above.
+            # "terminate called without an active exception" (SIGABRT). Output is flushed just below.
             try:  # but do run multiprocessing's own finalizers (they release named semaphores)
                 import multiprocessing.util as mp_util
 
